@@ -1,0 +1,427 @@
+"""The path engine: gradients at many points between baselines and inputs, in planned chunks.
+
+Every path method (IG, Split IG, Expected Gradients, SmoothGrad over IG) reduces to one
+computation: for a list of *jobs* ``(input i, baseline r, alpha, weight)`` accumulate
+
+    acc[i] += weight * (x_i - b_r) * grad f(b_r + alpha (x_i - b_r))
+
+for the target scalar ``f``. The engine builds the points chunk by chunk (never all at once),
+runs forward and backward under optional autocast, accumulates in float32, and records the
+target value at each point. The chunk size is planned from memory: the first chunk is small
+and measured (CUDA: peak allocator bytes; CPU: the activations autograd saves), the rest are as
+large as the free memory or the budget allows; an out-of-memory error halves the chunk and the
+chunk is retried. The result does not depend on the chunk size beyond float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from medattr.attribution._memory import (
+    available_bytes,
+    is_out_of_memory,
+    parse_bytes,
+    saved_activation_bytes,
+)
+from medattr.targets import BoundTarget
+
+__all__ = ["AMP", "EngineResult", "PathEngine", "PathJobs"]
+
+BucketFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``(sample (n,), alpha (n,), target values (n,)) -> bucket index (n,)`` for a chunk."""
+
+
+class AMP(str, Enum):
+    """Autocast precision for the forward and backward passes."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self is AMP.BF16 else torch.float16
+
+
+@dataclass
+class PathJobs:
+    """The path points to evaluate, one entry per point.
+
+    Attributes
+    ----------
+    sample
+        Index of the input each point belongs to, shape ``(M,)``.
+    reference
+        Index of the baseline (row of the baseline bank) of each point, shape ``(M,)``.
+    alpha
+        Position along the straight path from baseline (0) to input (1), shape ``(M,)``.
+    weight
+        Quadrature (or Monte-Carlo) weight, shape ``(M,)``.
+    """
+
+    sample: Tensor
+    reference: Tensor
+    alpha: Tensor
+    weight: Tensor
+
+    def __post_init__(self) -> None:
+        self.sample = torch.as_tensor(self.sample, dtype=torch.long).reshape(-1)
+        self.reference = torch.as_tensor(self.reference, dtype=torch.long).reshape(-1)
+        self.alpha = torch.as_tensor(self.alpha, dtype=torch.float64).reshape(-1)
+        self.weight = torch.as_tensor(self.weight, dtype=torch.float64).reshape(-1)
+        m = self.sample.numel()
+        if not (self.reference.numel() == self.alpha.numel() == self.weight.numel() == m):
+            raise ValueError("PathJobs fields must all have the same length")
+
+    def __len__(self) -> int:
+        return int(self.sample.numel())
+
+    @classmethod
+    def straight(cls, batch: int, alphas: Sequence[float] | Tensor, weights: Sequence[float] | Tensor) -> PathJobs:
+        """Every input ``i`` against baseline ``i`` at the same nodes, ordered by alpha."""
+        a = torch.as_tensor(alphas, dtype=torch.float64)
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        k = a.numel()
+        sample = torch.arange(batch).repeat(k)
+        return cls(sample, sample.clone(), a.repeat_interleave(batch), w.repeat_interleave(batch))
+
+
+@dataclass
+class EngineResult:
+    """What one engine run produced.
+
+    Attributes
+    ----------
+    sums
+        float32 tensor ``(buckets, B, *input_shape[1:])`` of accumulated attributions.
+    outputs
+        float64 target value at each job's point, shape ``(M,)``.
+    chunk_sizes
+        Number of points in each chunk that succeeded (retries after OOM excluded).
+    oom_retries
+        How many chunks were retried at half size after running out of memory.
+    bytes_per_point
+        The measured per-point footprint used for planning (``None`` if not measured).
+    seconds
+        Wall time of the run.
+    """
+
+    sums: Tensor
+    outputs: Tensor
+    chunk_sizes: list[int] = field(default_factory=list)
+    oom_retries: int = 0
+    bytes_per_point: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def n_evaluations(self) -> int:
+        return int(sum(self.chunk_sizes))
+
+
+def _select_args(args: tuple[Any, ...], idx: Tensor, batch: int) -> tuple[Any, ...]:
+    """Index tensor arguments whose first dimension is the batch, as Captum expands them."""
+    out = []
+    for a in args:
+        if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch:
+            out.append(a.index_select(0, idx.to(a.device)))
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def normalize_args(additional_forward_args: Any) -> tuple[Any, ...]:
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)
+
+
+class PathEngine:
+    """Chunked, memory-planned evaluation of gradients along paths.
+
+    Parameters
+    ----------
+    forward_func
+        The model (any callable ``f(x, *additional_forward_args)``).
+    internal_batch_size
+        Points per forward/backward pass: an int, or ``"auto"`` to plan from memory.
+    amp
+        ``None`` (float32), ``"bf16"`` or ``"fp16"`` autocast. Gradients are taken with respect
+        to float32 points and summed in float32 either way; fp16 uses dynamic loss scaling.
+    memory_budget
+        Upper bound on bytes for path-point chunks (int or ``"8GB"``); default: free memory
+        (CUDA) or half the available RAM (CPU).
+    max_chunk
+        Largest chunk ``"auto"`` may choose (default 512 on CUDA, 32 on CPU, where larger
+        batches stop paying off).
+    progress
+        Show a tqdm bar on stderr: ``True``, ``False`` or ``None`` (only when stderr is a
+        terminal). The bar appears only if the run lasts more than two seconds.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        *,
+        internal_batch_size: int | str | None = "auto",
+        amp: str | AMP | None = None,
+        memory_budget: int | str | None = None,
+        max_chunk: int | None = None,
+        progress: bool | None = None,
+        description: str = "attribution",
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        if internal_batch_size is None:
+            internal_batch_size = "auto"
+        if isinstance(internal_batch_size, str):
+            if internal_batch_size != "auto":
+                raise ValueError(f"internal_batch_size must be a positive int or 'auto', got {internal_batch_size!r}")
+        elif isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int) or internal_batch_size < 1:
+            raise ValueError(f"internal_batch_size must be a positive int or 'auto', got {internal_batch_size!r}")
+        if max_chunk is not None and max_chunk < 1:
+            raise ValueError(f"max_chunk must be >= 1, got {max_chunk}")
+        self.forward_func = forward_func
+        self.internal_batch_size = internal_batch_size
+        self.amp = None if amp is None else AMP(amp)
+        self.memory_budget = parse_bytes(memory_budget)
+        self.max_chunk = max_chunk
+        self.progress = progress
+        self.description = description
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.amp.dtype)
+
+    def _cap(self, device: torch.device) -> int:
+        if self.max_chunk is not None:
+            return self.max_chunk
+        return 512 if device.type == "cuda" else 32
+
+    def _progress_bar(self, total: int) -> Any:
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=self.description, unit="pt", file=sys.stderr, delay=2.0,
+                    dynamic_ncols=True, leave=False)
+
+    def forward(self, x: Tensor, args: tuple[Any, ...] = ()) -> Tensor:
+        """Raw model output at ``x`` (float32 precision, no autocast, no grad)."""
+        with torch.no_grad():
+            out = self.forward_func(x, *args)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"the model must return a tensor, it returned {type(out).__name__}")
+        return out
+
+    def target_values(
+        self,
+        points: Tensor,
+        sample: Tensor,
+        bound: BoundTarget,
+        args: tuple[Any, ...] = (),
+        batch: int | None = None,
+        chunk: int | None = None,
+    ) -> Tensor:
+        """Target value (float64, CPU) at each row of ``points`` in float32, chunked."""
+        n = points.shape[0]
+        batch = batch if batch is not None else n
+        size = chunk or (self.internal_batch_size if isinstance(self.internal_batch_size, int) else 16)
+        vals = []
+        pos = 0
+        while pos < n:
+            m = min(size, n - pos)
+            idx = sample[pos:pos + m]
+            try:
+                out = self.forward(points[pos:pos + m], _select_args(args, idx, batch))
+                vals.append(bound(out, idx.to(out.device)).detach().double().cpu())
+            except Exception as exc:
+                if is_out_of_memory(exc) and m > 1:
+                    size = max(1, m // 2)
+                    _empty_cache(points.device)
+                    continue
+                raise
+            pos += m
+        return torch.cat(vals) if vals else torch.zeros(0, dtype=torch.float64)
+
+    # --------------------------------------------------------------------- core
+    def run(
+        self,
+        inputs: Tensor,
+        baselines: Tensor,
+        jobs: PathJobs,
+        bound: BoundTarget,
+        additional_forward_args: Any = None,
+        *,
+        buckets: int = 1,
+        bucket_fn: BucketFn | None = None,
+        multiply_by_delta: bool = True,
+    ) -> EngineResult:
+        """Accumulate weighted ``(x - b) * grad`` over ``jobs``.
+
+        Parameters
+        ----------
+        inputs
+            Tensor of shape ``(B, C, *spatial)``.
+        baselines
+            Baseline bank ``(R, C, *spatial)``; ``jobs.reference`` indexes its rows.
+        jobs
+            The path points.
+        bound
+            A bound target (see :func:`medattr.targets.bind_target`).
+        buckets, bucket_fn
+            Accumulate into several buckets (Split IG: left and right of the saturation point);
+            ``bucket_fn`` assigns each point of a chunk after its target value is known, so the
+            jobs must be ordered by alpha for each input when it depends on the path order.
+        multiply_by_delta
+            Multiply each gradient by ``x - b`` (path attribution); ``False`` sums weighted
+            gradients only.
+        """
+        t0 = time.perf_counter()
+        args = normalize_args(additional_forward_args)
+        if inputs.shape[1:] != baselines.shape[1:]:
+            raise ValueError(f"baseline bank shape {tuple(baselines.shape)} does not match inputs {tuple(inputs.shape)}")
+        device = inputs.device
+        batch = inputs.shape[0]
+        m_total = len(jobs)
+        sums = torch.zeros((buckets, *inputs.shape), dtype=torch.float32, device=device)
+        outputs = torch.empty(m_total, dtype=torch.float64)
+        x_all = inputs.detach().float()
+        b_all = baselines.detach().float().to(device)
+        result = EngineResult(sums=sums, outputs=outputs)
+
+        fixed = self.internal_batch_size if isinstance(self.internal_batch_size, int) else None
+        cap = self._cap(device)
+        size = min(fixed or min(2, cap), max(m_total, 1))
+        planned = fixed is not None
+        scale = 2.0**12 if self.amp is AMP.FP16 else 1.0
+        bar = self._progress_bar(m_total)
+        pos = 0
+        try:
+            while pos < m_total:
+                n = min(size, m_total - pos)
+                sl = slice(pos, pos + n)
+                try:
+                    grads, vals, nbytes = self._chunk(
+                        x_all, b_all, jobs, sl, bound, args, batch, scale, measure=not planned
+                    )
+                except _NonFinite:
+                    if self.amp is AMP.FP16 and scale > 1.0:
+                        scale /= 8.0
+                        continue
+                    raise FloatingPointError(
+                        "the model produced non-finite gradients along the path"
+                        + (" under fp16 autocast; try amp='bf16' or None" if self.amp else "")
+                    ) from None
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    if n == 1:
+                        raise MemoryError(
+                            "out of memory with a single path point per chunk; the model does not "
+                            "fit at this input size (try amp='bf16', a smaller input, or another device)"
+                        ) from exc
+                    _empty_cache(device)
+                    size = max(1, n // 2)
+                    result.oom_retries += 1
+                    planned = True
+                    continue
+                idx = jobs.sample[sl].to(device)
+                ref = jobs.reference[sl].to(device)
+                w = jobs.weight[sl].to(device=device, dtype=torch.float32)
+                contrib = grads
+                if multiply_by_delta:
+                    contrib.mul_(x_all.index_select(0, idx) - b_all.index_select(0, ref))
+                contrib.mul_(w.view(-1, *([1] * (grads.dim() - 1))))
+                if bucket_fn is None:
+                    sums[0].index_add_(0, idx, contrib)
+                else:
+                    bk = bucket_fn(jobs.sample[sl], jobs.alpha[sl], vals).to(device)
+                    flat = sums.view(buckets * batch, *inputs.shape[1:])
+                    flat.index_add_(0, bk * batch + idx, contrib)
+                outputs[sl] = vals
+                result.chunk_sizes.append(n)
+                pos += n
+                if bar is not None:
+                    bar.update(n)
+                if not planned:
+                    planned = True
+                    if nbytes is not None and nbytes > 0:
+                        result.bytes_per_point = int(math.ceil(nbytes / n))
+                        avail = available_bytes(device, self.memory_budget)
+                        size = max(1, min(cap, int(0.8 * avail) // result.bytes_per_point))
+                    else:
+                        size = cap
+        finally:
+            if bar is not None:
+                bar.close()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _chunk(
+        self,
+        x_all: Tensor,
+        b_all: Tensor,
+        jobs: PathJobs,
+        sl: slice,
+        bound: BoundTarget,
+        args: tuple[Any, ...],
+        batch: int,
+        scale: float,
+        measure: bool,
+    ) -> tuple[Tensor, Tensor, int | None]:
+        device = x_all.device
+        idx = jobs.sample[sl].to(device)
+        ref = jobs.reference[sl].to(device)
+        n = idx.numel()
+        a = jobs.alpha[sl].to(device=device, dtype=torch.float32).view(-1, *([1] * (x_all.dim() - 1)))
+        b = b_all.index_select(0, ref)
+        points = b.add_(a * (x_all.index_select(0, idx) - b)).requires_grad_(True)
+        chunk_args = _select_args(args, idx, batch)
+        nbytes: int | None = None
+        if measure and device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        counter = saved_activation_bytes(n) if measure and device.type != "cuda" else contextlib.nullcontext([0])
+        with counter as saved, self._autocast(device):
+            out = self.forward_func(points, *chunk_args)
+            if not isinstance(out, Tensor):
+                raise TypeError(f"the model must return a tensor, it returned {type(out).__name__}")
+            vals = bound(out, idx)
+        total = vals.float().sum()
+        (grads,) = torch.autograd.grad(total * scale if scale != 1.0 else total, points)
+        if scale != 1.0:
+            grads = grads / scale
+        if not bool(torch.isfinite(grads).all()):
+            raise _NonFinite()
+        if measure:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                nbytes = torch.cuda.max_memory_allocated(device) - base
+            else:
+                point_bytes = points.numel() * points.element_size()
+                nbytes = int(saved[0]) + 4 * point_bytes
+        return grads.float(), vals.detach().double().cpu(), nbytes
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,88 @@
+"""Atomic output: write to a temporary name in the destination directory, then rename.
+
+A reader never sees a half-written file, and an interrupted run leaves only hidden
+``.*.tmp`` files (removed on the error path) instead of truncated outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_directory"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    ``suffix`` is appended to the temporary name so that writers which infer the format from
+    the extension (``.nii.gz``, ``.png``) still do the right thing.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f"{suffix}.tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    if suffix:
+        # some writers refuse names not ending in their extension: give them one
+        final_tmp = tmp_path.with_name(tmp_path.name[: -len(".tmp")])
+        tmp_path.rename(final_tmp)
+        tmp_path = final_tmp
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str], Path]]:
+    """Stage several outputs, then move them into ``out_dir`` only if all were written.
+
+    Yields ``stage(name) -> Path``, a path inside a hidden staging directory within
+    ``out_dir``. On success every staged file is renamed into ``out_dir`` (each rename is
+    atomic; files named ``manifest.json`` go last so a manifest never describes missing
+    files). On failure the staging directory is removed and ``out_dir`` is left as it was,
+    removed too if this call created it.
+    """
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".medattr-staging-", dir=out))
+    names: list[str] = []
+
+    def stage(name: str) -> Path:
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"staged output name must be a plain file name, got {name!r}")
+        names.append(name)
+        return staging / name
+
+    try:
+        yield stage
+        ordered = sorted(set(names), key=lambda n: n.endswith("manifest.json"))
+        for name in ordered:
+            src = staging / name
+            if src.exists():
+                os.replace(src, out / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)

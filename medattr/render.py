@@ -1,0 +1,244 @@
+"""Pictures of attributions: colour blends over anatomy and PNG montages.
+
+Conventions: volumes are reoriented to RAS before display; axial and coronal views follow the
+radiological convention (patient's right on the image's left); orientation letters are drawn on
+every panel. Attribution colour scales are symmetric around zero (red: evidence for the
+target, blue: against) unless the map is non-negative.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medattr.io.atomic import atomic_path
+
+__all__ = [
+    "blend_rgb",
+    "comparison_panel",
+    "montage",
+    "peak_index",
+    "robust_limit",
+    "to_ras",
+    "window_limits",
+]
+
+
+def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder/flip the last three axes of ``array`` so that they run R, A, S.
+
+    Returns the reoriented array and the spacing along the new axes.
+    """
+    ornt = nib.orientations.io_orientation(affine)
+    out = nib.orientations.apply_orientation(array, ornt) if array.ndim == 3 else np.stack(
+        [nib.orientations.apply_orientation(a, ornt) for a in array])
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    new_spacing = np.empty(3)
+    for src, (dst, _flip) in enumerate(ornt):
+        new_spacing[int(dst)] = spacing[src]
+    return out, new_spacing
+
+
+def robust_limit(attr: np.ndarray, percentile: float = 99.5) -> float:
+    """Colour-scale limit: the ``percentile`` of |attribution| (never 0)."""
+    a = np.abs(np.asarray(attr, dtype=np.float64))
+    nz = a[a > 0]
+    if nz.size == 0:
+        return 1.0
+    return float(max(np.percentile(nz, percentile), np.finfo(np.float32).tiny))
+
+
+def window_limits(anatomy: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Display window from percentiles of the anatomy."""
+    lo, hi = np.percentile(anatomy, [low, high])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def peak_index(attr: np.ndarray) -> tuple[int, int, int]:
+    """Voxel of the strongest positive attribution (of |attribution| if none is positive)."""
+    a = np.asarray(attr)
+    idx = int(np.argmax(a)) if a.max() > 0 else int(np.argmax(np.abs(a)))
+    return tuple(int(v) for v in np.unravel_index(idx, a.shape))  # type: ignore[return-value]
+
+
+def blend_rgb(
+    anatomy: np.ndarray,
+    attr: np.ndarray,
+    *,
+    window: tuple[float, float] | None = None,
+    limit: float | None = None,
+    cmap: str = "RdBu_r",
+    opacity: float = 0.7,
+    threshold: float = 0.1,
+) -> np.ndarray:
+    """Heatmap over grayscale anatomy, as ``uint8`` RGB with a trailing channel axis.
+
+    Works on arrays of any shape (a slice or a whole volume). Voxels with
+    ``|attr| < threshold * limit`` show the anatomy only; above, the colour's opacity grows with
+    ``|attr| / limit`` up to ``opacity``.
+
+    Examples
+    --------
+    >>> rgb = blend_rgb(np.zeros((4, 4)), np.eye(4))
+    >>> rgb.shape, rgb.dtype
+    ((4, 4, 3), dtype('uint8'))
+    """
+    import matplotlib
+
+    anatomy = np.asarray(anatomy, dtype=np.float32)
+    attr = np.asarray(attr, dtype=np.float32)
+    if anatomy.shape != attr.shape:
+        raise ValueError(f"anatomy {anatomy.shape} and attribution {attr.shape} differ in shape")
+    lo, hi = window if window is not None else window_limits(anatomy)
+    gray = np.clip((anatomy - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    lim = limit if limit is not None else robust_limit(attr)
+    norm = np.clip(attr / lim, -1.0, 1.0)
+    colors = matplotlib.colormaps[cmap]((norm + 1.0) / 2.0)[..., :3].astype(np.float32)
+    strength = np.abs(norm)
+    alpha = np.where(strength >= threshold, opacity * np.clip((strength - threshold) / max(1 - threshold, 1e-6) * 0.7 + 0.3, 0, 1), 0.0)
+    out = gray[..., None] * (1.0 - alpha[..., None]) + colors * alpha[..., None]
+    return np.round(out * 255.0).astype(np.uint8)
+
+
+_VIEWS = (
+    # name, axis sliced, (row axis, row flipped to put this letter at top), (col axis, letter at left)
+    ("axial", 2, "A", "R"),
+    ("coronal", 1, "S", "R"),
+    ("sagittal", 0, "S", "A"),
+)
+_OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def _plane(vol: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """2D image for display: rows top->bottom, columns left->right, per _VIEWS conventions."""
+    s = np.take(vol, index, axis=axis)
+    # remaining axes in RAS order: axial (R, A), coronal (R, S), sagittal (A, S)
+    img = s.T[::-1]  # rows: second axis descending (A or S at top); cols: first axis ascending
+    if axis in (2, 1):
+        img = img[:, ::-1]  # radiological: R on the left
+    else:
+        img = img[:, ::-1]  # sagittal: anterior on the left
+    return img
+
+
+def _aspect(spacing: np.ndarray, axis: int) -> float:
+    rest = [a for a in range(3) if a != axis]
+    return float(spacing[rest[1]] / spacing[rest[0]])
+
+
+def montage(
+    anatomy: np.ndarray,
+    attr: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    peak: Sequence[int] | None = None,
+    window: tuple[float, float] | None = None,
+    colorbar_label: str = "attribution",
+    dpi: int = 110,
+) -> tuple[int, int, int]:
+    """PNG with the three orthogonal planes through the attribution peak, heatmap over anatomy.
+
+    ``anatomy`` and ``attr`` are 3D arrays on the voxel grid of ``affine``. Returns the peak voxel
+    (in the input grid). The file is written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    anatomy = np.asarray(anatomy, dtype=np.float32)
+    attr = np.asarray(attr, dtype=np.float32)
+    pk = tuple(int(v) for v in (peak if peak is not None else peak_index(attr)))
+    marker = np.zeros(attr.shape, dtype=np.float32)
+    marker[pk] = 1.0
+    anat_r, spacing = to_ras(anatomy, affine)
+    attr_r, _ = to_ras(attr, affine)
+    pk_r = tuple(int(v) for v in np.argwhere(to_ras(marker, affine)[0] > 0)[0])
+    lim = robust_limit(attr)
+    win = window or window_limits(anatomy)
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.6), constrained_layout=True)
+    for ax, (name, axis, top, left) in zip(axes, _VIEWS, strict=True):
+        rgb = blend_rgb(_plane(anat_r, axis, pk_r[axis]), _plane(attr_r, axis, pk_r[axis]), window=win, limit=lim)
+        ax.imshow(rgb, aspect=_aspect(spacing, axis), interpolation="nearest")
+        ax.set_title(f"{name} (slice {pk_r[axis]})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        kw: dict[str, Any] = {"color": "yellow", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
+        ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
+        ax.text(0.5, 0.02, _OPPOSITE[top], ha="center", va="bottom", **kw)
+        ax.text(0.01, 0.5, left, ha="left", va="center", **kw)
+        ax.text(0.99, 0.5, _OPPOSITE[left], ha="right", va="center", **kw)
+    sm = plt.cm.ScalarMappable(norm=Normalize(-lim, lim), cmap="RdBu_r")
+    fig.colorbar(sm, ax=axes, fraction=0.025, pad=0.01, label=colorbar_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    return pk  # type: ignore[return-value]
+
+
+def comparison_panel(
+    columns: Sequence[tuple[str, np.ndarray, str]],
+    affine: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    anatomy: np.ndarray,
+    peak: Sequence[int],
+    title: str = "",
+    dpi: int = 100,
+) -> None:
+    """A grid: one column per ``(label, volume, kind)``, rows axial/coronal/sagittal through ``peak``.
+
+    ``kind`` is ``"gray"`` (shown with the anatomy's window), ``"diff"`` (signed, gray-centred),
+    ``"attr"`` (heatmap over ``anatomy``) or ``"mask"`` (contour over ``anatomy``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    marker = np.zeros(anatomy.shape, dtype=np.float32)
+    marker[tuple(int(v) for v in peak)] = 1.0
+    pk_r = tuple(int(v) for v in np.argwhere(to_ras(marker, affine)[0] > 0)[0])
+    anat_r, spacing = to_ras(np.asarray(anatomy, np.float32), affine)
+    win = window_limits(anatomy)
+    fig, axes = plt.subplots(3, len(columns), figsize=(2.6 * len(columns), 7.8), squeeze=False,
+                             constrained_layout=True)
+    for c, (label, vol, kind) in enumerate(columns):
+        vol_r, _ = to_ras(np.asarray(vol, np.float32), affine)
+        lim = robust_limit(vol) if kind in ("attr", "diff") else None
+        for r, (name, axis, _top, _left) in enumerate(_VIEWS):
+            ax = axes[r, c]
+            plane = _plane(vol_r, axis, pk_r[axis])
+            base = _plane(anat_r, axis, pk_r[axis])
+            if kind == "gray":
+                ax.imshow(plane, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis))
+            elif kind == "diff":
+                ax.imshow(plane, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect=_aspect(spacing, axis))
+            elif kind == "mask":
+                ax.imshow(base, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis))
+                if plane.max() > 0:
+                    ax.contour(plane, levels=[0.5], colors="yellow", linewidths=0.8)
+            else:
+                ax.imshow(blend_rgb(base, plane, window=win, limit=lim), aspect=_aspect(spacing, axis))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
