@@ -20,7 +20,14 @@ from medattr.baselines import (
     UniformNoiseBaseline,
     ZeroBaseline,
 )
-from medattr.errors import DicomSeriesError, InputError, MedattrError, ModelError, TargetError, VolumeError
+from medattr.errors import (
+    DicomSeriesError,
+    InputError,
+    MedattrError,
+    ModelError,
+    TargetError,
+    VolumeError,
+)
 from medattr.io import read_nifti, write_nifti
 from medattr.targets import ClassTarget, SegmentationTarget
 from medattr.volume import Volume

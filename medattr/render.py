@@ -34,8 +34,11 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns the reoriented array and the spacing along the new axes.
     """
     ornt = nib.orientations.io_orientation(affine)
-    out = nib.orientations.apply_orientation(array, ornt) if array.ndim == 3 else np.stack(
-        [nib.orientations.apply_orientation(a, ornt) for a in array])
+    out = (
+        nib.orientations.apply_orientation(array, ornt)
+        if array.ndim == 3
+        else np.stack([nib.orientations.apply_orientation(a, ornt) for a in array])
+    )
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     new_spacing = np.empty(3)
     for src, (dst, _flip) in enumerate(ornt):
@@ -101,13 +104,17 @@ def blend_rgb(
     norm = np.clip(attr / lim, -1.0, 1.0)
     colors = matplotlib.colormaps[cmap]((norm + 1.0) / 2.0)[..., :3].astype(np.float32)
     strength = np.abs(norm)
-    alpha = np.where(strength >= threshold, opacity * np.clip((strength - threshold) / max(1 - threshold, 1e-6) * 0.7 + 0.3, 0, 1), 0.0)
+    alpha = np.where(
+        strength >= threshold,
+        opacity * np.clip((strength - threshold) / max(1 - threshold, 1e-6) * 0.7 + 0.3, 0, 1),
+        0.0,
+    )
     out = gray[..., None] * (1.0 - alpha[..., None]) + colors * alpha[..., None]
     return np.round(out * 255.0).astype(np.uint8)
 
 
 _VIEWS = (
-    # name, axis sliced, (row axis, row flipped to put this letter at top), (col axis, letter at left)
+    # view name, RAS axis sliced, letter at the top of the image, letter at its left
     ("axial", 2, "A", "R"),
     ("coronal", 1, "S", "R"),
     ("sagittal", 0, "S", "A"),
@@ -167,12 +174,22 @@ def montage(
     win = window or window_limits(anatomy)
     fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.6), constrained_layout=True)
     for ax, (name, axis, top, left) in zip(axes, _VIEWS, strict=True):
-        rgb = blend_rgb(_plane(anat_r, axis, pk_r[axis]), _plane(attr_r, axis, pk_r[axis]), window=win, limit=lim)
+        rgb = blend_rgb(
+            _plane(anat_r, axis, pk_r[axis]),
+            _plane(attr_r, axis, pk_r[axis]),
+            window=win,
+            limit=lim,
+        )
         ax.imshow(rgb, aspect=_aspect(spacing, axis), interpolation="nearest")
         ax.set_title(f"{name} (slice {pk_r[axis]})", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        kw: dict[str, Any] = {"color": "yellow", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
+        kw: dict[str, Any] = {
+            "color": "yellow",
+            "fontsize": 9,
+            "fontweight": "bold",
+            "transform": ax.transAxes,
+        }
         ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
         ax.text(0.5, 0.02, _OPPOSITE[top], ha="center", va="bottom", **kw)
         ax.text(0.01, 0.5, left, ha="left", va="center", **kw)
@@ -197,7 +214,7 @@ def comparison_panel(
     title: str = "",
     dpi: int = 100,
 ) -> None:
-    """A grid: one column per ``(label, volume, kind)``, rows axial/coronal/sagittal through ``peak``.
+    """A grid: a column per ``(label, volume, kind)``, rows axial/coronal/sagittal through ``peak``.
 
     ``kind`` is ``"gray"`` (shown with the anatomy's window), ``"diff"`` (signed, gray-centred),
     ``"attr"`` (heatmap over ``anatomy``) or ``"mask"`` (contour over ``anatomy``).
@@ -212,8 +229,9 @@ def comparison_panel(
     pk_r = tuple(int(v) for v in np.argwhere(to_ras(marker, affine)[0] > 0)[0])
     anat_r, spacing = to_ras(np.asarray(anatomy, np.float32), affine)
     win = window_limits(anatomy)
-    fig, axes = plt.subplots(3, len(columns), figsize=(2.6 * len(columns), 7.8), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        3, len(columns), figsize=(2.6 * len(columns), 7.8), squeeze=False, constrained_layout=True
+    )
     for c, (label, vol, kind) in enumerate(columns):
         vol_r, _ = to_ras(np.asarray(vol, np.float32), affine)
         lim = robust_limit(vol) if kind in ("attr", "diff") else None
@@ -222,15 +240,21 @@ def comparison_panel(
             plane = _plane(vol_r, axis, pk_r[axis])
             base = _plane(anat_r, axis, pk_r[axis])
             if kind == "gray":
-                ax.imshow(plane, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis))
+                ax.imshow(
+                    plane, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis)
+                )
             elif kind == "diff":
                 ax.imshow(plane, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect=_aspect(spacing, axis))
             elif kind == "mask":
-                ax.imshow(base, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis))
+                ax.imshow(
+                    base, cmap="gray", vmin=win[0], vmax=win[1], aspect=_aspect(spacing, axis)
+                )
                 if plane.max() > 0:
                     ax.contour(plane, levels=[0.5], colors="yellow", linewidths=0.8)
             else:
-                ax.imshow(blend_rgb(base, plane, window=win, limit=lim), aspect=_aspect(spacing, axis))
+                ax.imshow(
+                    blend_rgb(base, plane, window=win, limit=lim), aspect=_aspect(spacing, axis)
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

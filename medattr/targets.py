@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from medattr.errors import TargetError
+from medattr.options import parse_option
 
 __all__ = [
     "Activation",
@@ -108,9 +109,11 @@ class ClassTarget(Target):
         index: int | tuple[int, ...] | Sequence[int | tuple[int, ...]] | Tensor | str,
         activation: str | Activation = Activation.LOGIT,
     ) -> None:
-        self.activation = Activation(activation)
+        self.activation = parse_option(Activation, activation, "activation")
         if isinstance(index, str) and index != "predicted":
-            raise TargetError(f"target must be an int, a sequence of ints or 'predicted'; got {index!r}")
+            raise TargetError(
+                f"target must be an int, a sequence of ints or 'predicted'; got {index!r}"
+            )
         self.index = index
 
     def describe(self) -> dict[str, Any]:
@@ -130,7 +133,9 @@ class ClassTarget(Target):
         per_sample: list[tuple[int, ...]]
         if isinstance(self.index, str):  # "predicted"
             flat = out.reshape(batch, -1).argmax(dim=1)
-            per_sample = [tuple(int(v) for v in torch.unravel_index(f, out.shape[1:])) for f in flat]
+            per_sample = [
+                tuple(int(v) for v in torch.unravel_index(f, out.shape[1:])) for f in flat
+            ]
         elif isinstance(self.index, int | tuple) and not isinstance(self.index, bool):
             idx = self.index if isinstance(self.index, tuple) else (self.index,)
             per_sample = [tuple(int(i) for i in idx)] * batch
@@ -141,7 +146,9 @@ class ClassTarget(Target):
             per_sample = [tuple(s) if isinstance(s, tuple | list) else (int(s),) for s in seq]
         for idx in per_sample:
             if len(idx) > out.ndim - 1:
-                raise TargetError(f"target index {idx} has more dimensions than the output {tuple(out.shape)}")
+                raise TargetError(
+                    f"target index {idx} has more dimensions than the output {tuple(out.shape)}"
+                )
             for d, i in enumerate(idx):
                 size = out.shape[1 + d]
                 if not -size <= i < size:
@@ -150,7 +157,7 @@ class ClassTarget(Target):
                         f"{size} (output shape {tuple(out.shape)})"
                     )
             if len(idx) < out.ndim - 1:
-                rest = tuple(out.shape[1 + len(idx):])
+                rest = tuple(out.shape[1 + len(idx) :])
                 raise TargetError(
                     f"target {idx} selects a block of shape {rest} per sample, not one scalar "
                     f"(output shape {tuple(out.shape)}); for segmentation outputs use "
@@ -202,7 +209,7 @@ class SegmentationTarget(Target):
             raise TargetError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         self.label = int(label)
         self.mask = mask
-        self.activation = Activation(activation)
+        self.activation = parse_option(Activation, activation, "activation")
         self.reduction = reduction
 
     def describe(self) -> dict[str, Any]:
@@ -218,11 +225,14 @@ class SegmentationTarget(Target):
         out = output_at_inputs
         if out.ndim < 3:
             raise TargetError(
-                f"a segmentation target needs an output of shape (N, C, *spatial); got {tuple(out.shape)}"
+                f"a segmentation target needs an output of shape (N, C, *spatial); "
+                f"got {tuple(out.shape)}"
             )
         channels = out.shape[1]
         if not 0 <= self.label < max(channels, 2):
-            raise TargetError(f"label {self.label} is out of range for {channels} output channel(s)")
+            raise TargetError(
+                f"label {self.label} is out of range for {channels} output channel(s)"
+            )
         if self.mask is None:
             mask = out.argmax(dim=1) == self.label if channels > 1 else out[:, 0] > 0
         else:
@@ -280,15 +290,21 @@ class _ScalarOutput(Target):
         return {"type": "scalar-output"}
 
     def bind(self, output_at_inputs: Tensor) -> BoundTarget:
-        _check_scalar_per_point(output_at_inputs, output_at_inputs.shape[0], "with target=None the model output")
+        _check_scalar_per_point(
+            output_at_inputs, output_at_inputs.shape[0], "with target=None the model output"
+        )
 
         def bound(output: Tensor, sample: Tensor) -> Tensor:
-            return _check_scalar_per_point(output, output.shape[0], "with target=None the model output")
+            return _check_scalar_per_point(
+                output, output.shape[0], "with target=None the model output"
+            )
 
         return bound
 
 
-TargetLike = Union[None, int, tuple, Sequence, Tensor, str, Target, Callable[[Tensor], Tensor]]
+TargetLike = Union[  # noqa: UP007 (a runtime alias; `|` on typing objects needs 3.10+ types)
+    None, int, tuple, Sequence, Tensor, str, Target, Callable[[Tensor], Tensor]
+]
 
 
 def as_target(target: TargetLike) -> Target:
@@ -298,7 +314,9 @@ def as_target(target: TargetLike) -> Target:
     if isinstance(target, Target):
         return target
     if isinstance(target, bool):
-        raise TargetError(f"target must be an int, a sequence, 'predicted' or a Target; got {target!r}")
+        raise TargetError(
+            f"target must be an int, a sequence, 'predicted' or a Target; got {target!r}"
+        )
     if isinstance(target, int | tuple | str | list | Tensor):
         return ClassTarget(target)
     if callable(target):

@@ -126,4 +126,8 @@ class Volume:
         }
         if self.source is not None:
             meta["filename_or_obj"] = self.source.path
-        return MetaTensor(torch.from_numpy(self.array.copy()), affine=torch.from_numpy(self.affine.copy()), meta=meta)
+        return MetaTensor(
+            torch.from_numpy(self.array.copy()),
+            affine=torch.from_numpy(self.affine.copy()),
+            meta=meta,
+        )

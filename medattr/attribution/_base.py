@@ -101,7 +101,9 @@ def _compress_runs(sizes: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def prepare_inputs(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, bool, Sequence[float] | None]:
+def prepare_inputs(
+    inputs: Tensor | tuple[Tensor, ...],
+) -> tuple[Tensor, bool, Sequence[float] | None]:
     """Unwrap a 1-tuple, drop MetaTensor metadata (keeping its spacing), check the dtype."""
     as_tuple = False
     if isinstance(inputs, tuple | list):
@@ -121,7 +123,10 @@ def prepare_inputs(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, bool, S
         spacing = [float(v) for v in torch.linalg.norm(aff[:nd, :nd].double(), dim=0)]
         inputs = inputs.as_tensor()
     if inputs.dim() < 2:
-        raise ValueError(f"inputs must have a batch dimension, shape (B, C, ...); got shape {tuple(inputs.shape)}")
+        raise ValueError(
+            f"inputs must have a batch dimension, shape (B, C, ...); "
+            f"got shape {tuple(inputs.shape)}"
+        )
     if not inputs.is_floating_point():
         raise TypeError(f"inputs must be a floating-point tensor, got {inputs.dtype}")
     return inputs, as_tuple, spacing
@@ -166,8 +171,14 @@ class PathAttribution:
         # validate now, not at the first call
         self.engine()
 
-    def engine(self, internal_batch_size: Any = UNSET, amp: Any = UNSET, memory_budget: Any = UNSET,
-               progress: Any = UNSET, description: str | None = None) -> PathEngine:
+    def engine(
+        self,
+        internal_batch_size: Any = UNSET,
+        amp: Any = UNSET,
+        memory_budget: Any = UNSET,
+        progress: Any = UNSET,
+        description: str | None = None,
+    ) -> PathEngine:
         def pick(value: Any, default: Any) -> Any:
             return default if value is UNSET else value
 
@@ -181,7 +192,9 @@ class PathAttribution:
         )
 
     @staticmethod
-    def bind(engine: PathEngine, x: Tensor, target: TargetLike, args: tuple[Any, ...]) -> tuple[Target, BoundTarget, Tensor]:
+    def bind(
+        engine: PathEngine, x: Tensor, target: TargetLike, args: tuple[Any, ...]
+    ) -> tuple[Target, BoundTarget, Tensor]:
         """Bind the target at the inputs; returns the target, the bound target and f(x)."""
         out_x = engine.forward(x, args)
         if out_x.shape[0] != x.shape[0]:
@@ -195,11 +208,20 @@ class PathAttribution:
         f_x = bound(out_x, torch.arange(x.shape[0], device=out_x.device)).detach().double().cpu()
         return tgt, bound, f_x
 
-    def baselines_for(self, baselines: Baseline | Tensor | float | None, x: Tensor,
-                      spacing: Sequence[float] | None, bound: BoundTarget,
-                      args: tuple[Any, ...]) -> BaselineResult:
-        ctx = BaselineContext(spacing=spacing, forward_func=self.forward_func, target=bound,
-                              additional_forward_args=args)
+    def baselines_for(
+        self,
+        baselines: Baseline | Tensor | float | None,
+        x: Tensor,
+        spacing: Sequence[float] | None,
+        bound: BoundTarget,
+        args: tuple[Any, ...],
+    ) -> BaselineResult:
+        ctx = BaselineContext(
+            spacing=spacing,
+            forward_func=self.forward_func,
+            target=bound,
+            additional_forward_args=args,
+        )
         res = resolve_baselines(baselines, x, ctx)
         res.baselines = res.baselines.to(device=x.device, dtype=x.dtype)
         return res

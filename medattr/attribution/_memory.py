@@ -11,8 +11,22 @@ import torch
 
 __all__ = ["available_bytes", "is_out_of_memory", "parse_bytes", "saved_activation_bytes"]
 
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20,
-          "mib": 2**20, "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(value: int | float | str | None) -> int | None:
@@ -29,7 +43,9 @@ def parse_bytes(value: int | float | str | None) -> int | None:
             out = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
             if out > 0:
                 return out
-    raise ValueError(f"memory_budget must be a positive number of bytes or a string like '8GB'; got {value!r}")
+    raise ValueError(
+        f"memory_budget must be a positive number of bytes or a string like '8GB'; got {value!r}"
+    )
 
 
 def _cpu_available() -> int:
@@ -72,7 +88,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     if isinstance(exc, RuntimeError):
         msg = str(exc).lower()
-        return "out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg
+        return (
+            "out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg
+        )
     return False
 
 

@@ -33,6 +33,7 @@ from medattr.attribution._memory import (
     parse_bytes,
     saved_activation_bytes,
 )
+from medattr.options import parse_option
 from medattr.targets import BoundTarget
 
 __all__ = ["AMP", "EngineResult", "PathEngine", "PathJobs"]
@@ -86,7 +87,9 @@ class PathJobs:
         return int(self.sample.numel())
 
     @classmethod
-    def straight(cls, batch: int, alphas: Sequence[float] | Tensor, weights: Sequence[float] | Tensor) -> PathJobs:
+    def straight(
+        cls, batch: int, alphas: Sequence[float] | Tensor, weights: Sequence[float] | Tensor
+    ) -> PathJobs:
         """Every input ``i`` against baseline ``i`` at the same nodes, ordered by alpha."""
         a = torch.as_tensor(alphas, dtype=torch.float64)
         w = torch.as_tensor(weights, dtype=torch.float64)
@@ -186,14 +189,23 @@ class PathEngine:
             internal_batch_size = "auto"
         if isinstance(internal_batch_size, str):
             if internal_batch_size != "auto":
-                raise ValueError(f"internal_batch_size must be a positive int or 'auto', got {internal_batch_size!r}")
-        elif isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int) or internal_batch_size < 1:
-            raise ValueError(f"internal_batch_size must be a positive int or 'auto', got {internal_batch_size!r}")
+                raise ValueError(
+                    f"internal_batch_size must be a positive int or 'auto', "
+                    f"got {internal_batch_size!r}"
+                )
+        elif (
+            isinstance(internal_batch_size, bool)
+            or not isinstance(internal_batch_size, int)
+            or internal_batch_size < 1
+        ):
+            raise ValueError(
+                f"internal_batch_size must be a positive int or 'auto', got {internal_batch_size!r}"
+            )
         if max_chunk is not None and max_chunk < 1:
             raise ValueError(f"max_chunk must be >= 1, got {max_chunk}")
         self.forward_func = forward_func
         self.internal_batch_size = internal_batch_size
-        self.amp = None if amp is None else AMP(amp)
+        self.amp = None if amp is None else parse_option(AMP, amp, "amp")
         self.memory_budget = parse_bytes(memory_budget)
         self.max_chunk = max_chunk
         self.progress = progress
@@ -216,16 +228,47 @@ class PathEngine:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=self.description, unit="pt", file=sys.stderr, delay=2.0,
-                    dynamic_ncols=True, leave=False)
+        return tqdm(
+            total=total,
+            desc=self.description,
+            unit="pt",
+            file=sys.stderr,
+            delay=2.0,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def forward(self, x: Tensor, args: tuple[Any, ...] = ()) -> Tensor:
-        """Raw model output at ``x`` (float32 precision, no autocast, no grad)."""
-        with torch.no_grad():
-            out = self.forward_func(x, *args)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the model must return a tensor, it returned {type(out).__name__}")
-        return out
+        """Raw model output at ``x`` (float32 precision, no autocast, no grad).
+
+        Splits the batch and retries on out-of-memory.
+        """
+        batch = x.shape[0]
+        size = batch
+        outs: list[Tensor] = []
+        pos = 0
+        while pos < batch:
+            m = min(size, batch - pos)
+            idx = torch.arange(pos, pos + m, device=x.device)
+            try:
+                with torch.no_grad():
+                    out = self.forward_func(x[pos : pos + m], *_select_args(args, idx, batch))
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if m == 1:
+                    raise MemoryError(
+                        "out of memory evaluating the model on a single input; it does not fit "
+                        "at this input size on this device"
+                    ) from exc
+                _empty_cache(x.device)
+                size = max(1, m // 2)
+                continue
+            if not isinstance(out, Tensor):
+                raise TypeError(f"the model must return a tensor, it returned {type(out).__name__}")
+            outs.append(out)
+            pos += m
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def target_values(
         self,
@@ -239,14 +282,16 @@ class PathEngine:
         """Target value (float64, CPU) at each row of ``points`` in float32, chunked."""
         n = points.shape[0]
         batch = batch if batch is not None else n
-        size = chunk or (self.internal_batch_size if isinstance(self.internal_batch_size, int) else 16)
+        size = chunk or (
+            self.internal_batch_size if isinstance(self.internal_batch_size, int) else 16
+        )
         vals = []
         pos = 0
         while pos < n:
             m = min(size, n - pos)
-            idx = sample[pos:pos + m]
+            idx = sample[pos : pos + m]
             try:
-                out = self.forward(points[pos:pos + m], _select_args(args, idx, batch))
+                out = self.forward(points[pos : pos + m], _select_args(args, idx, batch))
                 vals.append(bound(out, idx.to(out.device)).detach().double().cpu())
             except Exception as exc:
                 if is_out_of_memory(exc) and m > 1:
@@ -293,7 +338,10 @@ class PathEngine:
         t0 = time.perf_counter()
         args = normalize_args(additional_forward_args)
         if inputs.shape[1:] != baselines.shape[1:]:
-            raise ValueError(f"baseline bank shape {tuple(baselines.shape)} does not match inputs {tuple(inputs.shape)}")
+            raise ValueError(
+                f"baseline bank shape {tuple(baselines.shape)} does not match inputs "
+                f"{tuple(inputs.shape)}"
+            )
         device = inputs.device
         batch = inputs.shape[0]
         m_total = len(jobs)
@@ -332,7 +380,8 @@ class PathEngine:
                     if n == 1:
                         raise MemoryError(
                             "out of memory with a single path point per chunk; the model does not "
-                            "fit at this input size (try amp='bf16', a smaller input, or another device)"
+                            "fit at this input size (try amp='bf16', a smaller input, or another "
+                            "device)"
                         ) from exc
                     _empty_cache(device)
                     size = max(1, n // 2)
@@ -360,7 +409,7 @@ class PathEngine:
                 if not planned:
                     planned = True
                     if nbytes is not None and nbytes > 0:
-                        result.bytes_per_point = int(math.ceil(nbytes / n))
+                        result.bytes_per_point = math.ceil(nbytes / n)
                         avail = available_bytes(device, self.memory_budget)
                         size = max(1, min(cap, int(0.8 * avail) // result.bytes_per_point))
                     else:
@@ -387,7 +436,11 @@ class PathEngine:
         idx = jobs.sample[sl].to(device)
         ref = jobs.reference[sl].to(device)
         n = idx.numel()
-        a = jobs.alpha[sl].to(device=device, dtype=torch.float32).view(-1, *([1] * (x_all.dim() - 1)))
+        a = (
+            jobs.alpha[sl]
+            .to(device=device, dtype=torch.float32)
+            .view(-1, *([1] * (x_all.dim() - 1)))
+        )
         b = b_all.index_select(0, ref)
         points = b.add_(a * (x_all.index_select(0, idx) - b)).requires_grad_(True)
         chunk_args = _select_args(args, idx, batch)
@@ -396,7 +449,11 @@ class PathEngine:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
-        counter = saved_activation_bytes(n) if measure and device.type != "cuda" else contextlib.nullcontext([0])
+        counter = (
+            saved_activation_bytes(n)
+            if measure and device.type != "cuda"
+            else contextlib.nullcontext([0])
+        )
         with counter as saved, self._autocast(device):
             out = self.forward_func(points, *chunk_args)
             if not isinstance(out, Tensor):

@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import UNSET, Explanation, PathAttribution, as_args, finish, prepare_inputs
+from medattr.attribution._base import (
+    UNSET,
+    Explanation,
+    PathAttribution,
+    as_args,
+    finish,
+    prepare_inputs,
+)
 from medattr.attribution.engine import PathJobs
 from medattr.baselines import Baseline, BaselineContext
 from medattr.targets import TargetLike
@@ -59,8 +66,18 @@ class ExpectedGradients(PathAttribution):
         progress: bool | None = UNSET,
         memory_budget: int | str | None = UNSET,
     ) -> Any:
-        exp = self.explain(inputs, baselines, target, additional_forward_args, n_samples, seed,
-                           internal_batch_size, amp=amp, progress=progress, memory_budget=memory_budget)
+        exp = self.explain(
+            inputs,
+            baselines,
+            target,
+            additional_forward_args,
+            n_samples,
+            seed,
+            internal_batch_size,
+            amp=amp,
+            progress=progress,
+            memory_budget=memory_budget,
+        )
         attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
         if return_convergence_delta:
             return attr, exp.convergence_delta.to(exp.attributions.dtype)
@@ -89,15 +106,23 @@ class ExpectedGradients(PathAttribution):
         tgt, bound, f_x = self.bind(engine, x, target, args)
         info: dict[str, Any] = {}
         if isinstance(baselines, Baseline):
-            res_b = baselines.generate(x, BaselineContext(spacing=spacing, forward_func=self.forward_func,
-                                                          target=bound, additional_forward_args=args))
+            res_b = baselines.generate(
+                x,
+                BaselineContext(
+                    spacing=spacing,
+                    forward_func=self.forward_func,
+                    target=bound,
+                    additional_forward_args=args,
+                ),
+            )
             bank, info = res_b.baselines, dict(res_b.info)
             info.setdefault("baseline", baselines.describe())
         elif isinstance(baselines, Tensor):
             bank = baselines.as_tensor() if hasattr(baselines, "as_tensor") else baselines
         else:
             raise TypeError(
-                f"ExpectedGradients needs a tensor of reference baselines (R, C, ...) or a Baseline, "
+                f"ExpectedGradients needs a tensor of reference baselines (R, C, ...) or a "
+                f"Baseline, "
                 f"got {type(baselines).__name__}"
             )
         if bank.dim() != x.dim() or tuple(bank.shape[1:]) != tuple(x.shape[1:]):
@@ -107,19 +132,32 @@ class ExpectedGradients(PathAttribution):
             )
         bank = bank.to(device=x.device, dtype=x.dtype)
         batch, n_refs = x.shape[0], bank.shape[0]
-        g = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        g = torch.Generator().manual_seed(
+            int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)))
+        )
         ref = torch.randint(0, n_refs, (batch, n_samples), generator=g)
         alpha = torch.rand((batch, n_samples), generator=g, dtype=torch.float64)
         sample = torch.arange(batch).repeat_interleave(n_samples)
-        jobs = PathJobs(sample, ref.reshape(-1), alpha.reshape(-1), torch.full((batch * n_samples,), 1.0 / n_samples))
+        jobs = PathJobs(
+            sample,
+            ref.reshape(-1),
+            alpha.reshape(-1),
+            torch.full((batch * n_samples,), 1.0 / n_samples),
+        )
         res = engine.run(x, bank, jobs, bound, args, multiply_by_delta=self.multiply_by_inputs)
         # f at the drawn references, under each input's target
         pairs = torch.unique(torch.stack([sample, ref.reshape(-1)], 1), dim=0)
-        f_pairs = engine.target_values(bank.index_select(0, pairs[:, 1].to(bank.device)), pairs[:, 0], bound, args, batch=batch)
-        table = {(int(i), int(r)): float(v) for (i, r), v in zip(pairs.tolist(), f_pairs.tolist(), strict=True)}
-        f_b = torch.tensor([
-            sum(table[(i, int(r))] for r in ref[i]) / n_samples for i in range(batch)
-        ], dtype=torch.float64)
+        f_pairs = engine.target_values(
+            bank.index_select(0, pairs[:, 1].to(bank.device)), pairs[:, 0], bound, args, batch=batch
+        )
+        table = {
+            (int(i), int(r)): float(v)
+            for (i, r), v in zip(pairs.tolist(), f_pairs.tolist(), strict=True)
+        }
+        f_b = torch.tensor(
+            [sum(table[(i, int(r))] for r in ref[i]) / n_samples for i in range(batch)],
+            dtype=torch.float64,
+        )
         attr = res.sums[0]
         delta = attr.flatten(1).double().sum(1).cpu() - (f_x - f_b)
         return Explanation(
@@ -128,8 +166,12 @@ class ExpectedGradients(PathAttribution):
             f_input=f_x,
             f_baseline=f_b,
             method=self.method_name,
-            settings={"n_samples": n_samples, "seed": seed, "n_references": n_refs,
-                      "amp": engine.amp and engine.amp.value},
+            settings={
+                "n_samples": n_samples,
+                "seed": seed,
+                "n_references": n_refs,
+                "amp": engine.amp and engine.amp.value,
+            },
             target=tgt.describe(),
             n_evaluations=res.n_evaluations,
             seconds=time.perf_counter() - t0,

@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import UNSET, Explanation, PathAttribution, as_args, finish, prepare_inputs
+from medattr.attribution._base import (
+    UNSET,
+    Explanation,
+    PathAttribution,
+    as_args,
+    finish,
+    prepare_inputs,
+)
 from medattr.attribution.engine import PathJobs
 from medattr.attribution.quadrature import quadrature
 from medattr.baselines import Baseline
@@ -35,7 +42,8 @@ class IntegratedGradients(PathAttribution):
     --------
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2))
     >>> x = torch.rand(1, 1, 2, 2, 2)
-    >>> attr, delta = IntegratedGradients(model).attribute(x, target=1, return_convergence_delta=True)
+    >>> ig = IntegratedGradients(model)
+    >>> attr, delta = ig.attribute(x, target=1, return_convergence_delta=True)
     >>> attr.shape, bool(delta.abs().max() < 1e-5)
     (torch.Size([1, 1, 2, 2, 2]), True)
     """
@@ -64,9 +72,19 @@ class IntegratedGradients(PathAttribution):
         ``spacing`` (mm per spatial axis) is passed to baselines that need it (blur in mm); a
         MONAI ``MetaTensor`` input provides it from its affine.
         """
-        exp = self.explain(inputs, baselines, target, additional_forward_args, n_steps, method,
-                           internal_batch_size, amp=amp, progress=progress,
-                           memory_budget=memory_budget, spacing=spacing)
+        exp = self.explain(
+            inputs,
+            baselines,
+            target,
+            additional_forward_args,
+            n_steps,
+            method,
+            internal_batch_size,
+            amp=amp,
+            progress=progress,
+            memory_budget=memory_budget,
+            spacing=spacing,
+        )
         attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
         if return_convergence_delta:
             return attr, exp.convergence_delta.to(exp.attributions.dtype)
@@ -114,8 +132,12 @@ class IntegratedGradients(PathAttribution):
             f_input=f_x,
             f_baseline=f_b,
             method=self.method_name,
-            settings={"n_steps": n_steps, "method": str(method), "amp": engine.amp and engine.amp.value,
-                      "multiply_by_inputs": self.multiply_by_inputs},
+            settings={
+                "n_steps": n_steps,
+                "method": str(method),
+                "amp": engine.amp and engine.amp.value,
+                "multiply_by_inputs": self.multiply_by_inputs,
+            },
             target=tgt.describe(),
             n_evaluations=res.n_evaluations,
             seconds=time.perf_counter() - t0,

@@ -15,6 +15,8 @@ from enum import Enum
 
 import numpy as np
 
+from medattr.options import parse_option
+
 __all__ = ["Quadrature", "quadrature"]
 
 
@@ -43,16 +45,21 @@ def quadrature(method: str | Quadrature, n_steps: int) -> tuple[np.ndarray, np.n
     >>> a.tolist(), w.sum()
     ([0.125, 0.375, 0.625, 0.875], 1.0)
     """
-    try:
-        rule = Quadrature(method)
-    except ValueError:
-        names = ", ".join(q.value for q in Quadrature)
-        raise ValueError(f"method must be one of {names}; got {method!r}") from None
+    rule = parse_option(Quadrature, method, "method")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer):
         raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
     n = int(n_steps)
-    minimum = 1 if rule in (Quadrature.GAUSS_LEGENDRE, Quadrature.RIEMANN_LEFT,
-                            Quadrature.RIEMANN_RIGHT, Quadrature.RIEMANN_MIDDLE) else 2
+    minimum = (
+        1
+        if rule
+        in (
+            Quadrature.GAUSS_LEGENDRE,
+            Quadrature.RIEMANN_LEFT,
+            Quadrature.RIEMANN_RIGHT,
+            Quadrature.RIEMANN_MIDDLE,
+        )
+        else 2
+    )
     if n < minimum:
         raise ValueError(f"n_steps must be >= {minimum} for {rule.value}, got {n}")
     if rule is Quadrature.GAUSS_LEGENDRE:

@@ -23,10 +23,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import UNSET, Explanation, PathAttribution, as_args, finish, prepare_inputs
+from medattr.attribution._base import (
+    UNSET,
+    Explanation,
+    PathAttribution,
+    as_args,
+    finish,
+    prepare_inputs,
+)
 from medattr.attribution.engine import PathJobs
 from medattr.attribution.quadrature import quadrature
 from medattr.baselines import Baseline
+from medattr.options import parse_option
 from medattr.targets import TargetLike
 
 __all__ = ["NoiseTunnel", "NoiseType", "Saliency", "SmoothGrad", "draw_noise"]
@@ -45,11 +53,16 @@ class BaseMethod(str, Enum):
     INTEGRATED_GRADIENTS = "integrated_gradients"
 
 
-def noise_sigma(x: Tensor, stdevs: float | Sequence[float] | None, noise_level: float | None) -> Tensor:
+def noise_sigma(
+    x: Tensor, stdevs: float | Sequence[float] | None, noise_level: float | None
+) -> Tensor:
     """Per-sample absolute noise standard deviation ``(B,)`` from either convention."""
     batch = x.shape[0]
     if (stdevs is None) == (noise_level is None):
-        raise ValueError("give exactly one of stdevs (absolute sigma) or noise_level (fraction of each input's range)")
+        raise ValueError(
+            "give exactly one of stdevs (absolute sigma) or noise_level "
+            "(fraction of each input's range)"
+        )
     if noise_level is not None:
         if noise_level < 0:
             raise ValueError(f"noise_level must be >= 0, got {noise_level}")
@@ -67,8 +80,14 @@ def noise_sigma(x: Tensor, stdevs: float | Sequence[float] | None, noise_level: 
     return sig
 
 
-def draw_noise(shape: Sequence[int], sigma: float, seed: int, sample: int, draw: int,
-               device: torch.device | str = "cpu") -> Tensor:
+def draw_noise(
+    shape: Sequence[int],
+    sigma: float,
+    seed: int,
+    sample: int,
+    draw: int,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """The noise added to draw ``draw`` of input ``sample`` (shape of one input, float32)."""
     g = torch.Generator(device=device)
     g.manual_seed((int(seed) * _SEED_STRIDE + int(sample) * 7919 + int(draw)) % (2**63 - 1))
@@ -98,18 +117,41 @@ class SmoothGrad(PathAttribution):
 
     method_name = "smoothgrad"
 
-    def __init__(self, forward_func: Any, base: str | BaseMethod = BaseMethod.GRADIENT, *,
-                 multiply_by_inputs: bool = True, **engine_defaults: Any) -> None:
+    def __init__(
+        self,
+        forward_func: Any,
+        base: str | BaseMethod = BaseMethod.GRADIENT,
+        *,
+        multiply_by_inputs: bool = True,
+        **engine_defaults: Any,
+    ) -> None:
         super().__init__(forward_func, multiply_by_inputs, **engine_defaults)
-        self.base = BaseMethod(base)
+        self.base = parse_option(BaseMethod, base, "base")
 
-    def attribute(self, inputs: Tensor | tuple[Tensor, ...], target: TargetLike = None,
-                  additional_forward_args: Any = None, nt_type: str = "smoothgrad",
-                  nt_samples: int = 25, stdevs: float | Sequence[float] | None = None,
-                  noise_level: float | None = None, seed: int | None = 0,
-                  return_convergence_delta: bool = False, **kwargs: Any) -> Any:
-        exp = self.explain(inputs, target, additional_forward_args, nt_type, nt_samples, stdevs,
-                           noise_level, seed, **kwargs)
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        nt_type: str = "smoothgrad",
+        nt_samples: int = 25,
+        stdevs: float | Sequence[float] | None = None,
+        noise_level: float | None = None,
+        seed: int | None = 0,
+        return_convergence_delta: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        exp = self.explain(
+            inputs,
+            target,
+            additional_forward_args,
+            nt_type,
+            nt_samples,
+            stdevs,
+            noise_level,
+            seed,
+            **kwargs,
+        )
         attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
         if return_convergence_delta:
             return attr, exp.extras["draw_deltas"].to(exp.attributions.dtype)
@@ -141,7 +183,7 @@ class SmoothGrad(PathAttribution):
         absolute value of each draw's attribution before aggregating (Captum's
         ``Saliency(abs=True)`` inside a NoiseTunnel)."""
         t0 = time.perf_counter()
-        kind = NoiseType(nt_type)
+        kind = parse_option(NoiseType, nt_type, "nt_type")
         if isinstance(nt_samples, bool) or not isinstance(nt_samples, int) or nt_samples < 1:
             raise ValueError(f"nt_samples must be a positive int, got {nt_samples!r}")
         x, _, meta_spacing = prepare_inputs(inputs)
@@ -150,7 +192,9 @@ class SmoothGrad(PathAttribution):
         if seed is None:
             seed = int(torch.randint(0, 2**31, (1,)))
         args = as_args(additional_forward_args)
-        engine = self.engine(internal_batch_size, amp, memory_budget, progress, description="smoothgrad")
+        engine = self.engine(
+            internal_batch_size, amp, memory_budget, progress, description="smoothgrad"
+        )
         tgt, bound, f_x = self.bind(engine, x, target, args)
         ig = self.base is BaseMethod.INTEGRATED_GRADIENTS
         batch = x.shape[0]
@@ -179,19 +223,30 @@ class SmoothGrad(PathAttribution):
             v1 = min(total, v0 + group)
             owners = torch.arange(v0, v1) // nt_samples
             draws = torch.arange(v0, v1) % nt_samples
-            noisy = torch.stack([
-                x[int(i)].float() + draw_noise(x.shape[1:], float(sigma[int(i)]), seed, int(i), int(j), x.device)
-                for i, j in zip(owners.tolist(), draws.tolist(), strict=True)
-            ]).to(x.dtype)
+            noisy = torch.stack(
+                [
+                    x[int(i)].float()
+                    + draw_noise(x.shape[1:], float(sigma[int(i)]), seed, int(i), int(j), x.device)
+                    for i, j in zip(owners.tolist(), draws.tolist(), strict=True)
+                ]
+            ).to(x.dtype)
             g = v1 - v0
             jobs = PathJobs.straight(g, alphas, weights)
             refs = owners.repeat(len(alphas)) if ig else torch.zeros(len(jobs), dtype=torch.long)
             jobs = PathJobs(jobs.sample, refs, jobs.alpha, jobs.weight)
             noisy_args = _owner_args(args, owners.to(x.device), batch)
-            res = engine.run(noisy, b, jobs, _owned(bound, owners), noisy_args,
-                             multiply_by_delta=ig and self.multiply_by_inputs)
+            res = engine.run(
+                noisy,
+                b,
+                jobs,
+                _owned(bound, owners),
+                noisy_args,
+                multiply_by_delta=ig and self.multiply_by_inputs,
+            )
             a = res.sums[0].abs() if absolute else res.sums[0]
-            f_v = engine.target_values(noisy, torch.arange(g), _owned(bound, owners), noisy_args, batch=g)
+            f_v = engine.target_values(
+                noisy, torch.arange(g), _owned(bound, owners), noisy_args, batch=g
+            )
             f_noisy[v0:v1] = f_v
             if ig:
                 draw_deltas[v0:v1] = a.flatten(1).double().sum(1).cpu() - (f_v - f_b[owners])
@@ -213,31 +268,48 @@ class SmoothGrad(PathAttribution):
         mean_f_noisy = f_noisy.view(batch, nt_samples).mean(1)
         return Explanation(
             attributions=finish(attr, x),
-            convergence_delta=per_input if ig and kind is NoiseType.SMOOTHGRAD else torch.full((batch,), float("nan"), dtype=torch.float64),
+            convergence_delta=per_input
+            if ig and kind is NoiseType.SMOOTHGRAD
+            else torch.full((batch,), float("nan"), dtype=torch.float64),
             f_input=f_x,
             f_baseline=f_b if ig else torch.full((batch,), float("nan"), dtype=torch.float64),
             method=f"{kind.value}[{self.base.value}]",
-            settings={"nt_type": kind.value, "nt_samples": nt_samples, "sigma": sigma.tolist(),
-                      "noise_level": noise_level, "stdevs": stdevs if stdevs is None or isinstance(stdevs, float | int) else list(stdevs),
-                      "seed": seed, "base": self.base.value,
-                      **({"n_steps": n_steps, "method": str(method)} if ig else {}),
-                      "amp": engine.amp and engine.amp.value},
+            settings={
+                "nt_type": kind.value,
+                "nt_samples": nt_samples,
+                "sigma": sigma.tolist(),
+                "noise_level": noise_level,
+                "stdevs": stdevs
+                if stdevs is None or isinstance(stdevs, float | int)
+                else list(stdevs),
+                "seed": seed,
+                "base": self.base.value,
+                **({"n_steps": n_steps, "method": str(method)} if ig else {}),
+                "amp": engine.amp and engine.amp.value,
+            },
             target=tgt.describe(),
             n_evaluations=int(sum(chunk_sizes)),
             seconds=time.perf_counter() - t0,
             chunk_sizes=chunk_sizes,
             oom_retries=oom,
             baselines=b if ig else None,
-            extras={"draw_deltas": draw_deltas if ig else torch.full((total,), float("nan"), dtype=torch.float64),
-                    "f_noisy_mean": mean_f_noisy.tolist(),
-                    "baseline": base.info if base is not None else {}},
+            extras={
+                "draw_deltas": draw_deltas
+                if ig
+                else torch.full((total,), float("nan"), dtype=torch.float64),
+                "f_noisy_mean": mean_f_noisy.tolist(),
+                "baseline": base.info if base is not None else {},
+            },
         )
 
     def _group_size(self, x: Tensor, nt_samples: int, batch: int) -> int:
         from medattr.attribution._memory import available_bytes, parse_bytes
 
         per = x[0].numel() * 4 * 3  # noisy copy + mean + square accumulators
-        budget = available_bytes(x.device, parse_bytes(self.memory_budget) if isinstance(self.memory_budget, str | int) else None)
+        budget = available_bytes(
+            x.device,
+            parse_bytes(self.memory_budget) if isinstance(self.memory_budget, str | int) else None,
+        )
         return max(1, min(batch * nt_samples, int(0.25 * budget) // max(per, 1), 256))
 
 
@@ -265,8 +337,14 @@ class Saliency(PathAttribution):
 
     method_name = "saliency"
 
-    def attribute(self, inputs: Tensor | tuple[Tensor, ...], target: TargetLike = None,
-                  abs: bool = True, additional_forward_args: Any = None, **kwargs: Any) -> Any:
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetLike = None,
+        abs: bool = True,
+        additional_forward_args: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         x, as_tuple, _ = prepare_inputs(inputs)
         args = as_args(additional_forward_args)
         engine = self.engine(kwargs.pop("internal_batch_size", UNSET), kwargs.pop("amp", UNSET))
@@ -299,21 +377,43 @@ class NoiseTunnel:
         self.attribution_method = attribution_method
         self._abs = isinstance(attribution_method, Saliency)
         m = attribution_method
-        self._sg = SmoothGrad(m.forward_func, base, multiply_by_inputs=m.multiply_by_inputs,
-                              internal_batch_size=m.internal_batch_size, amp=m.amp,
-                              memory_budget=m.memory_budget, progress=m.progress)
+        self._sg = SmoothGrad(
+            m.forward_func,
+            base,
+            multiply_by_inputs=m.multiply_by_inputs,
+            internal_batch_size=m.internal_batch_size,
+            amp=m.amp,
+            memory_budget=m.memory_budget,
+            progress=m.progress,
+        )
 
-    def attribute(self, inputs: Tensor | tuple[Tensor, ...], nt_type: str = "smoothgrad",
-                  nt_samples: int = 5, nt_samples_batch_size: int | None = None,
-                  stdevs: float | Sequence[float] = 1.0, draw_baseline_from_distrib: bool = False,
-                  **kwargs: Any) -> Any:
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        nt_type: str = "smoothgrad",
+        nt_samples: int = 5,
+        nt_samples_batch_size: int | None = None,
+        stdevs: float | Sequence[float] = 1.0,
+        draw_baseline_from_distrib: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         if draw_baseline_from_distrib:
             raise NotImplementedError("draw_baseline_from_distrib: use medattr.ExpectedGradients")
         rcd = kwargs.pop("return_convergence_delta", False)
         absolute = bool(kwargs.pop("abs", True)) if self._abs else False
-        exp = self._sg.explain(inputs, kwargs.pop("target", None), kwargs.pop("additional_forward_args", None),
-                               nt_type, nt_samples, stdevs, None, kwargs.pop("seed", 0),
-                               nt_samples_batch_size=nt_samples_batch_size, absolute=absolute, **kwargs)
+        exp = self._sg.explain(
+            inputs,
+            kwargs.pop("target", None),
+            kwargs.pop("additional_forward_args", None),
+            nt_type,
+            nt_samples,
+            stdevs,
+            None,
+            kwargs.pop("seed", 0),
+            nt_samples_batch_size=nt_samples_batch_size,
+            absolute=absolute,
+            **kwargs,
+        )
         attr = exp.attributions
         out: Any = (attr,) if isinstance(inputs, tuple | list) else attr
         if rcd:

@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import UNSET, Explanation, PathAttribution, as_args, finish, prepare_inputs
+from medattr.attribution._base import (
+    UNSET,
+    Explanation,
+    PathAttribution,
+    as_args,
+    finish,
+    prepare_inputs,
+)
 from medattr.attribution.engine import PathJobs
 from medattr.attribution.quadrature import quadrature
 from medattr.baselines import Baseline
@@ -93,9 +100,21 @@ class SplitIntegratedGradients(PathAttribution):
         memory_budget: int | str | None = UNSET,
         spacing: Sequence[float] | None = None,
     ) -> Any:
-        exp = self.explain(inputs, baselines, target, additional_forward_args, n_steps, method,
-                           internal_batch_size, ratio=ratio, part=part, amp=amp, progress=progress,
-                           memory_budget=memory_budget, spacing=spacing)
+        exp = self.explain(
+            inputs,
+            baselines,
+            target,
+            additional_forward_args,
+            n_steps,
+            method,
+            internal_batch_size,
+            ratio=ratio,
+            part=part,
+            amp=amp,
+            progress=progress,
+            memory_budget=memory_budget,
+            spacing=spacing,
+        )
         attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
         if return_convergence_delta:
             return attr, exp.convergence_delta.to(exp.attributions.dtype)
@@ -152,8 +171,16 @@ class SplitIntegratedGradients(PathAttribution):
             return out
 
         jobs = PathJobs.straight(batch, alphas, weights)  # ordered by alpha
-        res = engine.run(x, b, jobs, bound, args, buckets=2, bucket_fn=bucket_fn,
-                         multiply_by_delta=self.multiply_by_inputs)
+        res = engine.run(
+            x,
+            b,
+            jobs,
+            bound,
+            args,
+            buckets=2,
+            bucket_fn=bucket_fn,
+            multiply_by_delta=self.multiply_by_inputs,
+        )
         left, right = res.sums[0], res.sums[1]
         path_outputs = res.outputs.view(len(alphas), batch).T.contiguous()
         a = torch.as_tensor(alphas, dtype=torch.float64)
@@ -165,8 +192,14 @@ class SplitIntegratedGradients(PathAttribution):
         right_sum = right.flatten(1).double().sum(1).cpu()
         left_delta = left_sum - (f_star - f_b)
         details = SplitIGDetails(
-            alpha_star=alpha_star, saturated=crossed.clone(), threshold=tau, f_alpha_star=f_star,
-            right=finish(right, x), path_alphas=a, path_outputs=path_outputs, left_delta=left_delta,
+            alpha_star=alpha_star,
+            saturated=crossed.clone(),
+            threshold=tau,
+            f_alpha_star=f_star,
+            right=finish(right, x),
+            path_alphas=a,
+            path_outputs=path_outputs,
+            left_delta=left_delta,
         )
         if part == "left":
             attr, delta = left, left_delta
@@ -181,15 +214,25 @@ class SplitIntegratedGradients(PathAttribution):
             f_input=f_x,
             f_baseline=f_b,
             method=self.method_name,
-            settings={"n_steps": n_steps, "method": str(method), "ratio": float(ratio), "part": part,
-                      "amp": engine.amp and engine.amp.value},
+            settings={
+                "n_steps": n_steps,
+                "method": str(method),
+                "ratio": float(ratio),
+                "part": part,
+                "amp": engine.amp and engine.amp.value,
+            },
             target=tgt.describe(),
             n_evaluations=res.n_evaluations,
             seconds=time.perf_counter() - t0,
             chunk_sizes=res.chunk_sizes,
             oom_retries=res.oom_retries,
             baselines=b,
-            extras={"split": details, "baseline": base.info,
-                    "alpha_star": alpha_star.tolist(), "f_alpha_star": f_star.tolist(),
-                    "saturated": crossed.tolist(), "ig_delta": (left_sum + right_sum - span).tolist()},
+            extras={
+                "split": details,
+                "baseline": base.info,
+                "alpha_star": alpha_star.tolist(),
+                "f_alpha_star": f_star.tolist(),
+                "saturated": crossed.tolist(),
+                "ig_delta": (left_sum + right_sum - span).tolist(),
+            },
         )

@@ -53,7 +53,9 @@ def make_baseline(name: str, **settings: Any) -> Baseline:
     try:
         cls = BASELINES[name]
     except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(sorted(BASELINES))}") from None
+        raise ValueError(
+            f"unknown baseline {name!r}; choose from {', '.join(sorted(BASELINES))}"
+        ) from None
     return cls(**settings)
 
 
@@ -77,8 +79,13 @@ def resolve_baselines(
     if isinstance(baselines, bool):
         raise TypeError("baselines must be a tensor, a number, a Baseline or None, not a bool")
     if isinstance(baselines, int | float):
-        return BaselineResult(torch.full_like(inputs, float(baselines)), {"baseline": {"name": "constant", "value": float(baselines)}})
+        return BaselineResult(
+            torch.full_like(inputs, float(baselines)),
+            {"baseline": {"name": "constant", "value": float(baselines)}},
+        )
     if isinstance(baselines, Tensor):
         t = baselines.as_tensor() if hasattr(baselines, "as_tensor") else baselines
         return TensorBaseline(t).generate(inputs, context)
-    raise TypeError(f"baselines must be a tensor, a number, a Baseline or None; got {type(baselines).__name__}")
+    raise TypeError(
+        f"baselines must be a tensor, a number, a Baseline or None; got {type(baselines).__name__}"
+    )

@@ -66,7 +66,9 @@ class ConstantBaseline(Baseline):
 
     def __init__(self, value: float | str = "min") -> None:
         if isinstance(value, str) and value not in ("min", "max", "mean"):
-            raise ValueError(f"value must be a number or one of 'min', 'max', 'mean'; got {value!r}")
+            raise ValueError(
+                f"value must be a number or one of 'min', 'max', 'mean'; got {value!r}"
+            )
         self.value = value
 
     def describe(self) -> dict[str, Any]:
@@ -78,17 +80,27 @@ class ConstantBaseline(Baseline):
         return BaselineResult(torch.full_like(inputs, float(self.value)))
 
 
-def blur_mm(inputs: Tensor, sigma_mm: float | Sequence[float], spacing: Sequence[float],
-            truncated: float = 4.0) -> Tensor:
+def blur_mm(
+    inputs: Tensor,
+    sigma_mm: float | Sequence[float],
+    spacing: Sequence[float],
+    truncated: float = 4.0,
+) -> Tensor:
     """Gaussian-blur the spatial axes of ``(B, C, *spatial)`` with sigma in millimetres.
 
     Borders are replicated (no darkening at the edge of the field of view). ``sigma_mm = 0``
     returns the input unchanged.
     """
     nd = inputs.dim() - 2
-    sig = [float(sigma_mm)] * nd if isinstance(sigma_mm, int | float) else [float(s) for s in sigma_mm]
+    sig = (
+        [float(sigma_mm)] * nd
+        if isinstance(sigma_mm, int | float)
+        else [float(s) for s in sigma_mm]
+    )
     if len(sig) != nd or len(spacing) != nd:
-        raise ValueError(f"need {nd} sigma and spacing values, got sigma={sig} spacing={list(spacing)}")
+        raise ValueError(
+            f"need {nd} sigma and spacing values, got sigma={sig} spacing={list(spacing)}"
+        )
     if any(s < 0 for s in sig):
         raise ValueError(f"sigma must be >= 0, got {sig}")
     sig_vox = [s / float(sp) for s, sp in zip(sig, spacing, strict=True)]
@@ -103,7 +115,11 @@ def _blur_voxels(inputs: Tensor, sigma_vox: Sequence[float], truncated: float) -
         if s == 0:
             kernels.append(torch.ones(1, dtype=torch.float32))
         else:
-            kernels.append(gaussian_1d(torch.tensor(s), truncated=truncated, approx="sampled", normalize=True).float())
+            kernels.append(
+                gaussian_1d(
+                    torch.tensor(s), truncated=truncated, approx="sampled", normalize=True
+                ).float()
+            )
     x = inputs.float()
     out = separable_filtering(x, [k.to(x.device) for k in kernels], mode="replicate")
     return out.to(inputs.dtype)
@@ -133,8 +149,12 @@ class GaussianBlurBaseline(Baseline):
 
     name = "blur"
 
-    def __init__(self, sigma_mm: float | Sequence[float] | None = 10.0,
-                 sigma_voxels: float | Sequence[float] | None = None, truncated: float = 4.0) -> None:
+    def __init__(
+        self,
+        sigma_mm: float | Sequence[float] | None = 10.0,
+        sigma_voxels: float | Sequence[float] | None = None,
+        truncated: float = 4.0,
+    ) -> None:
         if sigma_voxels is not None:
             sigma_mm = None
         if sigma_mm is None and sigma_voxels is None:
@@ -157,7 +177,8 @@ class GaussianBlurBaseline(Baseline):
         spacing = context.spacing if context is not None else None
         if spacing is None:
             raise ValueError(
-                "GaussianBlurBaseline(sigma_mm=...) needs the voxel spacing: pass spacing=... to the "
+                "GaussianBlurBaseline(sigma_mm=...) needs the voxel spacing: pass spacing=... to "
+                "the "
                 "attribution method, use a MONAI MetaTensor input, or give sigma_voxels"
             )
         assert self.sigma_mm is not None
@@ -172,7 +193,9 @@ class UniformNoiseBaseline(Baseline):
 
     name = "noise-uniform"
 
-    def __init__(self, low: float | None = None, high: float | None = None, seed: int | None = 0) -> None:
+    def __init__(
+        self, low: float | None = None, high: float | None = None, seed: int | None = 0
+    ) -> None:
         if low is not None and high is not None and high < low:
             raise ValueError(f"high ({high}) must be >= low ({low})")
         self.low, self.high, self.seed = low, high, seed
@@ -182,8 +205,16 @@ class UniformNoiseBaseline(Baseline):
 
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
         g = _seeded_generator(self.seed, inputs.device)
-        lo = _per_sample(inputs, "min") if self.low is None else torch.tensor(float(self.low), device=inputs.device)
-        hi = _per_sample(inputs, "max") if self.high is None else torch.tensor(float(self.high), device=inputs.device)
+        lo = (
+            _per_sample(inputs, "min")
+            if self.low is None
+            else torch.tensor(float(self.low), device=inputs.device)
+        )
+        hi = (
+            _per_sample(inputs, "max")
+            if self.high is None
+            else torch.tensor(float(self.high), device=inputs.device)
+        )
         u = torch.rand(inputs.shape, generator=g, device=inputs.device, dtype=torch.float32)
         return BaselineResult((lo + (hi - lo) * u).to(inputs.dtype))
 
@@ -206,8 +237,13 @@ class GaussianNoiseBaseline(Baseline):
 
     name = "noise-gaussian"
 
-    def __init__(self, sigma: float | None = None, sigma_fraction: float = 0.2, clip: bool = True,
-                 seed: int | None = 0) -> None:
+    def __init__(
+        self,
+        sigma: float | None = None,
+        sigma_fraction: float = 0.2,
+        clip: bool = True,
+        seed: int | None = 0,
+    ) -> None:
         if sigma is not None and sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if sigma_fraction < 0:
@@ -215,13 +251,22 @@ class GaussianNoiseBaseline(Baseline):
         self.sigma, self.sigma_fraction, self.clip, self.seed = sigma, sigma_fraction, clip, seed
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "sigma": self.sigma, "sigma_fraction": self.sigma_fraction,
-                "clip": self.clip, "seed": self.seed}
+        return {
+            "name": self.name,
+            "sigma": self.sigma,
+            "sigma_fraction": self.sigma_fraction,
+            "clip": self.clip,
+            "seed": self.seed,
+        }
 
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
         g = _seeded_generator(self.seed, inputs.device)
         lo, hi = _per_sample(inputs, "min"), _per_sample(inputs, "max")
-        std = (hi - lo) * self.sigma_fraction if self.sigma is None else torch.tensor(float(self.sigma))
+        std = (
+            (hi - lo) * self.sigma_fraction
+            if self.sigma is None
+            else torch.tensor(float(self.sigma))
+        )
         noise = torch.randn(inputs.shape, generator=g, device=inputs.device, dtype=torch.float32)
         out = inputs.float() + std.to(inputs.device) * noise
         if self.clip:

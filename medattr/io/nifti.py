@@ -108,9 +108,21 @@ def write_nifti(
         src_header.get_best_affine(), affine, atol=1e-6
     ):
         header = nib.Nifti1Header()
-        for key in ("pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
-                    "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z",
-                    "xyzt_units"):
+        for key in (
+            "pixdim",
+            "qform_code",
+            "sform_code",
+            "quatern_b",
+            "quatern_c",
+            "quatern_d",
+            "qoffset_x",
+            "qoffset_y",
+            "qoffset_z",
+            "srow_x",
+            "srow_y",
+            "srow_z",
+            "xyzt_units",
+        ):
             header[key] = src_header[key]
         img = nib.Nifti1Image(arr, None, header=header)
         img.header.set_data_dtype(np.float32)
