@@ -7,10 +7,12 @@ computation: for a list of *jobs* ``(input i, baseline r, alpha, weight)`` accum
 
 for the target scalar ``f``. The engine builds the points chunk by chunk (never all at once),
 runs forward and backward under optional autocast, accumulates in float32, and records the
-target value at each point. The chunk size is planned from memory: the first chunk is small
-and measured (CUDA: peak allocator bytes; CPU: the activations autograd saves), the rest are as
-large as the free memory or the budget allows; an out-of-memory error halves the chunk and the
-chunk is retried. The result does not depend on the chunk size beyond float rounding.
+target value at each point. The parameters of an ``nn.Module`` model are frozen for the run
+(gradients are needed for the input only; weight gradients would double the backward cost).
+The chunk size is planned from memory: the first chunk is small and measured (CUDA: peak
+allocator bytes; CPU: the activations autograd saves), the rest are as large as the free memory
+or the budget allows; an out-of-memory error halves the chunk and the chunk is retried. The
+result does not depend on the chunk size beyond float rounding.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from medattr.attribution._memory import (
 from medattr.options import parse_option
 from medattr.targets import BoundTarget
 
-__all__ = ["AMP", "EngineResult", "PathEngine", "PathJobs"]
+__all__ = ["AMP", "EngineResult", "PathEngine", "PathJobs", "frozen_parameters"]
 
 BucketFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``(sample (n,), alpha (n,), target values (n,)) -> bucket index (n,)`` for a chunk."""
@@ -358,6 +360,8 @@ class PathEngine:
         scale = 2.0**12 if self.amp is AMP.FP16 else 1.0
         bar = self._progress_bar(m_total)
         pos = 0
+        freeze = frozen_parameters(self.forward_func)
+        freeze.__enter__()
         try:
             while pos < m_total:
                 n = min(size, m_total - pos)
@@ -415,6 +419,7 @@ class PathEngine:
                     else:
                         size = cap
         finally:
+            freeze.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
         result.seconds = time.perf_counter() - t0
@@ -477,6 +482,26 @@ class PathEngine:
 
 class _NonFinite(Exception):
     pass
+
+
+@contextlib.contextmanager
+def frozen_parameters(forward_func: Any) -> Any:
+    """Stop parameters of an ``nn.Module`` from requiring grad for the duration of the block.
+
+    Path methods need gradients with respect to the input only, but autograd computes weight
+    gradients for every parameter that requires grad (a convolution's backward then produces
+    both), which costs about as much again. The original flags are restored afterwards.
+    """
+    params = []
+    if isinstance(forward_func, torch.nn.Module):
+        params = [p for p in forward_func.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _empty_cache(device: torch.device) -> None:

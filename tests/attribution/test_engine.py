@@ -143,3 +143,23 @@ def test_engine_rejects_bad_settings(relu_net: torch.nn.Module) -> None:
         PathEngine(relu_net, amp="fp8")
     with pytest.raises(TypeError, match="callable"):
         PathEngine("model")  # type: ignore[arg-type]
+
+
+def test_parameters_are_frozen_during_the_run_and_restored(volume_batch: torch.Tensor) -> None:
+    net = SmallConvNet("relu").eval()
+    net.head.weight.requires_grad_(False)  # a user's own choice must survive too
+    seen: list[tuple[bool, bool]] = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((x.requires_grad, any(p.requires_grad for p in self.net.parameters())))
+            return self.net(x)
+
+    IntegratedGradients(Spy()).attribute(volume_batch, target=0, n_steps=4, internal_batch_size=8)
+    gradient_calls = [params for needs_grad, params in seen if needs_grad]
+    assert gradient_calls and not any(gradient_calls)  # no parameter required grad in the path
+    assert net.conv1.weight.requires_grad and not net.head.weight.requires_grad

@@ -1,0 +1,351 @@
+"""The ``medattr`` command line.
+
+Exit status: 0 on success, 2 on bad arguments or bad input (a message naming the file and the
+problem; nothing is written), 1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("medattr")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _int_or(word: str):  # type: ignore[no-untyped-def]
+    def parse(value: str) -> int | str:
+        if value == word:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer or '{word}', got {value!r}"
+            ) from None
+
+    return parse
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    from medattr.pipeline import OUTPUT_FORMATS
+
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in OUTPUT_FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(bad) or '(none)'}; "
+            f"choose from {', '.join(OUTPUT_FORMATS)}"
+        )
+    return items
+
+
+def _add_explain_options(p: argparse.ArgumentParser) -> None:
+    from medattr.pipeline import BASELINES, METHODS
+
+    g = p.add_argument_group("method")
+    g.add_argument(
+        "--method",
+        choices=METHODS,
+        default="ig",
+        help="ig: Integrated Gradients; smoothgrad: SmoothGrad over IG; split-ig: the "
+        "unsaturated part of IG (Miglani et al. 2020); expected-gradients: IG averaged "
+        "over reference scans (needs --references)",
+    )
+    g.add_argument("--steps", type=int, default=32, help="path points (quadrature nodes) per input")
+    g.add_argument(
+        "--quadrature",
+        default="gausslegendre",
+        choices=[
+            "gausslegendre",
+            "riemann_left",
+            "riemann_right",
+            "riemann_middle",
+            "riemann_trapezoid",
+            "trapezoid",
+        ],
+        help="rule on [0, 1]; riemann_* as Captum defines them",
+    )
+    g.add_argument(
+        "--target",
+        type=_int_or("predicted"),
+        default=None,
+        help="class index to explain, or 'predicted' (default: the model's default target)",
+    )
+    g.add_argument(
+        "--activation",
+        choices=["logit", "softmax", "sigmoid"],
+        default="logit",
+        help="explain the raw logit or a probability",
+    )
+    g.add_argument("--ratio", type=float, default=0.9, help="split-ig: saturation ratio r")
+    g.add_argument("--nt-samples", type=int, default=8, help="smoothgrad: noisy copies per input")
+    g.add_argument(
+        "--noise-level",
+        type=float,
+        default=0.1,
+        help="smoothgrad: noise sigma as a FRACTION of each input's (max - min), after "
+        "the model's intensity mapping",
+    )
+    g.add_argument(
+        "--nt-type",
+        choices=["smoothgrad", "smoothgrad_sq", "vargrad"],
+        default="smoothgrad",
+        help="smoothgrad: aggregation of the noisy attributions",
+    )
+    g.add_argument(
+        "--smoothgrad-base",
+        choices=["integrated_gradients", "gradient"],
+        default="integrated_gradients",
+        help="smoothgrad: method averaged over noise",
+    )
+    g.add_argument(
+        "--references",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="expected-gradients: reference scans (e.g. healthy subjects), or builtin:phantom",
+    )
+    g.add_argument("--eg-samples", type=int, default=32, help="expected-gradients: draws per input")
+
+    g = p.add_argument_group("baseline")
+    g.add_argument(
+        "--baseline",
+        default="blur",
+        metavar="|".join((*BASELINES, "file:PATH")),
+        help="what 'absence of signal' is: zero (in model units), constant (--baseline-value "
+        "in source units, e.g. -1000 HU; default each input's minimum), blur "
+        "(--blur-sigma-mm), noise-uniform, noise-gaussian, or file:PATH, a volume on "
+        "the input's grid",
+    )
+    g.add_argument("--blur-sigma-mm", type=float, default=10.0, help="blur baseline sigma in mm")
+    g.add_argument(
+        "--baseline-value",
+        type=float,
+        default=None,
+        help="constant baseline value in SOURCE units (e.g. HU)",
+    )
+    g.add_argument(
+        "--noise-sigma-fraction",
+        type=float,
+        default=0.2,
+        help="noise-gaussian baseline sigma as a fraction of the input's range",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+
+    g = p.add_argument_group("compute")
+    g.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)"
+    )
+    g.add_argument(
+        "--amp",
+        choices=["bf16", "fp16"],
+        default=None,
+        help="autocast precision (gradient sums stay float32)",
+    )
+    g.add_argument(
+        "--batch",
+        type=_int_or("auto"),
+        default="auto",
+        help="path points per forward/backward pass; 'auto' plans from free memory and "
+        "halves on out-of-memory",
+    )
+    g.add_argument("--memory-budget", default=None, help="upper bound for path chunks, e.g. 8GB")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, type=Path, help="output directory")
+    g.add_argument(
+        "--format",
+        type=_formats,
+        default=("nifti", "png"),
+        dest="formats",
+        help="comma-separated outputs: nifti (attribution + baseline, source affine), "
+        "png (montage)",
+    )
+    g.add_argument(
+        "--model-spec",
+        default=None,
+        help="JSON file with the model's input contract (overrides its metadata)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from medattr._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="medattr",
+        description="Counterfactual path attribution for 3D medical imaging.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"medattr {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "explain",
+        help="explain one study",
+        formatter_class=_Formatter,
+        description="Explain a model's output for one study (NIfTI file). Writes "
+        "DIR/<name>_attr.nii.gz "
+        "(attribution on the source grid, source affine), DIR/<name>_baseline.nii.gz, "
+        "DIR/<name>_montage.png and DIR/manifest.json.",
+    )
+    p.add_argument("input", type=Path, help="NIfTI file (.nii / .nii.gz)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="TorchScript file (as MONAI's ckpt_export writes), MONAI bundle directory, or "
+        "builtin:phantom",
+    )
+    _add_explain_options(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="explain the embedded example study with the shipped model",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--steps", type=int, default=32, help="path points")
+
+    p = sub.add_parser("info", help="show a model's input contract", formatter_class=_Formatter)
+    p.add_argument("model", help="TorchScript file, bundle directory or builtin:NAME")
+    return parser
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from medattr.pipeline import ExplainConfig
+
+    return ExplainConfig(
+        method=args.method,
+        baseline=args.baseline,
+        target=args.target,
+        target_activation=args.activation,
+        n_steps=args.steps,
+        quadrature=args.quadrature,
+        device=_device(args.device),
+        amp=args.amp,
+        internal_batch_size=args.batch,
+        memory_budget=args.memory_budget,
+        progress=not args.no_progress,
+        blur_sigma_mm=args.blur_sigma_mm,
+        baseline_value=args.baseline_value,
+        noise_sigma_fraction=args.noise_sigma_fraction,
+        nt_samples=args.nt_samples,
+        noise_level=args.noise_level,
+        nt_type=args.nt_type,
+        smoothgrad_base=args.smoothgrad_base,
+        ratio=args.ratio,
+        references=list(args.references),
+        eg_samples=args.eg_samples,
+        seed=args.seed,
+        formats=args.formats,
+    )
+
+
+def _check_out_dir(out: Path) -> None:
+    from medattr.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a directory", out)
+
+
+def _summary(manifest: dict[str, Any], out: Path) -> str:
+    return (
+        f"f(x) = {manifest['f_input']:.4f}, f(x') = {manifest['f_baseline']:.4f}, "
+        f"sum(attr) = {manifest['attribution_sum_model_grid']:.4f}, "
+        f"delta = {manifest['convergence_delta']:+.3e} "
+        f"({100 * manifest['relative_delta']:.2f} % of |f(x) - f(x')|); "
+        f"outputs in {out}"
+    )
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from medattr.pipeline import Explainer
+
+    config = _config_from_args(args)
+    _check_out_dir(args.out)
+    explainer = Explainer(args.model, config, spec=args.model_spec)
+    manifest = explainer.run(args.input, args.out)
+    log.info(_summary(manifest, args.out))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from medattr.data.demo import demo_study_path
+    from medattr.pipeline import ExplainConfig, Explainer
+
+    _check_out_dir(args.out)
+    config = ExplainConfig(
+        method="ig", baseline="blur", n_steps=args.steps, device=_device(args.device), progress=True
+    )
+    t = time.perf_counter()
+    manifest = Explainer("builtin:phantom", config).run(demo_study_path(), args.out)
+    log.info(_summary(manifest, args.out) + f" ({time.perf_counter() - t:.1f} s)")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from medattr.models import load_model
+
+    model = load_model(args.model)
+    print(json.dumps(model.describe(), indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medattr`` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for usage errors
+        return int(exc.code or 0)
+    level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="medattr: %(message)s", stream=sys.stderr, force=True)
+    from medattr.errors import InputError
+
+    handlers = {"explain": _cmd_explain, "demo": _cmd_demo, "info": _cmd_info}
+    try:
+        return handlers[args.command](args)
+    except InputError as exc:
+        log.error("error: %s", exc)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            log.exception("internal error")
+        else:
+            log.error(
+                "internal error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc
+            )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""One study end to end: read, preprocess, baseline, attribute, map back, write.
+
+:class:`Explainer` is what the CLI, the MONAI bundle and the cohort runner call; it can also be
+embedded in an inference pipeline::
+
+    explainer = Explainer("builtin:phantom", ExplainConfig(method="ig", baseline="blur"))
+    result = explainer.explain(read_volume("study.nii.gz"))
+    manifest = explainer.write(result, "out/")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medattr._version import __version__
+from medattr.attribution import (
+    ExpectedGradients,
+    Explanation,
+    IntegratedGradients,
+    SmoothGrad,
+    SplitIntegratedGradients,
+)
+from medattr.baselines import (
+    Baseline,
+    ConstantBaseline,
+    GaussianBlurBaseline,
+    GaussianNoiseBaseline,
+    TensorBaseline,
+    UniformNoiseBaseline,
+    ZeroBaseline,
+)
+from medattr.errors import InputError, VolumeError
+from medattr.io import read_nifti, staged_directory, write_nifti
+from medattr.models import LoadedModel, ModelSpec, load_model
+from medattr.preprocess import Preprocessed, Preprocessor
+from medattr.targets import ClassTarget, SegmentationTarget, Target
+from medattr.volume import Volume
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "OUTPUT_FORMATS",
+    "ExplainConfig",
+    "Explainer",
+    "StudyResult",
+    "read_input",
+]
+
+METHODS = ("ig", "smoothgrad", "split-ig", "expected-gradients")
+BASELINES = ("zero", "constant", "blur", "noise-uniform", "noise-gaussian")
+OUTPUT_FORMATS = ("nifti", "png")
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ExplainConfig:
+    """Settings of one explanation run (all JSON-able; the CLI and bundle configs map onto it).
+
+    Attributes
+    ----------
+    method
+        ``"ig"``, ``"smoothgrad"`` (over IG, or over plain gradients with
+        ``smoothgrad_base="gradient"``), ``"split-ig"`` or ``"expected-gradients"``.
+    baseline
+        ``"zero"``, ``"constant"``, ``"blur"``, ``"noise-uniform"``, ``"noise-gaussian"`` or
+        ``"file:PATH"`` (a volume on the input's grid).
+    target
+        Class index, ``"predicted"``, or ``None`` for the model's default.
+    target_activation
+        ``"logit"``, ``"softmax"`` or ``"sigmoid"``.
+    n_steps, quadrature
+        Path points and rule.
+    device, amp, internal_batch_size, memory_budget, progress
+        Engine settings.
+    blur_sigma_mm
+        Sigma of the blur baseline.
+    baseline_value
+        For ``constant``: a value in source units (e.g. -1000 for air in HU), or None for each
+        input's minimum.
+    noise_sigma_fraction
+        Sigma of the Gaussian-noise baseline as a fraction of the input range.
+    nt_samples, noise_level, nt_type, smoothgrad_base
+        SmoothGrad: draws, sigma as a fraction of each input's range, aggregation, base method.
+    ratio
+        Split IG saturation ratio.
+    references, eg_samples
+        Expected Gradients: reference volumes (paths, or ``"builtin:phantom"`` for generated
+        healthy phantoms) and draws per input.
+    seed
+        For every random choice.
+    formats
+        Outputs to write.
+    """
+
+    method: str = "ig"
+    baseline: str = "blur"
+    target: int | str | None = None
+    target_activation: str = "logit"
+    n_steps: int = 32
+    quadrature: str = "gausslegendre"
+    device: str = "cpu"
+    amp: str | None = None
+    internal_batch_size: int | str = "auto"
+    memory_budget: int | str | None = None
+    progress: bool | None = None
+    blur_sigma_mm: float = 10.0
+    baseline_value: float | None = None
+    noise_sigma_fraction: float = 0.2
+    nt_samples: int = 8
+    noise_level: float = 0.1
+    nt_type: str = "smoothgrad"
+    smoothgrad_base: str = "integrated_gradients"
+    ratio: float = 0.9
+    references: list[str] = field(default_factory=list)
+    eg_samples: int = 32
+    seed: int = 0
+    formats: tuple[str, ...] = OUTPUT_FORMATS
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if not (self.baseline in BASELINES or self.baseline.startswith("file:")):
+            choices = ", ".join((*BASELINES, "file:PATH"))
+            raise InputError(f"baseline must be one of {choices}; got {self.baseline!r}")
+        if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
+            raise InputError(f"n_steps must be a positive integer, got {self.n_steps!r}")
+        if self.method == "expected-gradients" and not self.references:
+            raise InputError("expected-gradients needs reference volumes (references=[...])")
+        self.formats = tuple(self.formats)
+        unknown = [f for f in self.formats if f not in OUTPUT_FORMATS]
+        if unknown:
+            raise InputError(
+                f"unknown output format(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(OUTPUT_FORMATS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["formats"] = list(self.formats)
+        return d
+
+
+def read_input(path: str | os.PathLike[str], **options: Any) -> Volume:
+    """Read a study (NIfTI file, or DICOM directory/file when DICOM support is installed)."""
+    import medattr.io as mio
+
+    reader = getattr(mio, "read_volume", None)
+    if reader is not None:
+        return reader(path, **options)
+    return read_nifti(path)
+
+
+@dataclass
+class StudyResult:
+    """Everything computed for one study, before writing."""
+
+    volume: Volume
+    pre: Preprocessed
+    explanation: Explanation
+    attribution: np.ndarray  # (I, J, K) on the source grid
+    baseline_source: np.ndarray  # (I, J, K) baseline in source units on the source grid
+    config: ExplainConfig
+    baseline_info: dict[str, Any]
+    timings: dict[str, float]
+
+
+class Explainer:
+    """Explain studies with one model and one configuration.
+
+    Parameters
+    ----------
+    model
+        A :class:`~medattr.models.LoadedModel`, or anything :func:`~medattr.models.load_model`
+        accepts (TorchScript path, bundle directory, ``"builtin:phantom"``).
+    config
+        The run settings.
+    spec
+        Overrides the model's own :class:`ModelSpec`.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | str | os.PathLike[str],
+        config: ExplainConfig | None = None,
+        spec: ModelSpec | str | None = None,
+    ) -> None:
+        self.config = config or ExplainConfig()
+        t0 = time.perf_counter()
+        self.model = (
+            model if isinstance(model, LoadedModel) else load_model(model, self.config.device, spec)
+        )
+        self.model_seconds = time.perf_counter() - t0
+        for p in self.model.module.parameters():
+            p.requires_grad_(False)
+        self.preprocessor = Preprocessor(self.model.spec)
+        self.device = torch.device(self.config.device)
+
+    # ----------------------------------------------------------------- pieces
+    def target(self) -> Target:
+        c, spec = self.config, self.model.spec
+        t = c.target if c.target is not None else spec.default_target
+        if spec.task == "segmentation":
+            if not isinstance(t, int):
+                raise InputError("segmentation models need an integer label as target")
+            return SegmentationTarget(t, activation=c.target_activation)
+        if isinstance(t, int) and not 0 <= t < max(spec.num_classes, 1):
+            raise InputError(
+                f"target {t} is out of range for a model with {spec.num_classes} classes "
+                f"({', '.join(spec.class_names)})"
+            )
+        return ClassTarget(t, activation=c.target_activation)
+
+    def make_baseline(self, volume: Volume, pre: Preprocessed) -> Baseline:
+        c = self.config
+        name = c.baseline
+        if name == "zero":
+            return ZeroBaseline()
+        if name == "constant":
+            if c.baseline_value is None:
+                return ConstantBaseline("min")
+            it = self.model.spec.intensity
+            value = it.to_model(c.baseline_value) if it is not None else c.baseline_value
+            return ConstantBaseline(value)
+        if name == "blur":
+            return GaussianBlurBaseline(sigma_mm=c.blur_sigma_mm)
+        if name == "noise-uniform":
+            return UniformNoiseBaseline(seed=c.seed)
+        if name == "noise-gaussian":
+            return GaussianNoiseBaseline(sigma_fraction=c.noise_sigma_fraction, seed=c.seed)
+        if name.startswith("file:"):
+            path = name[5:]
+            other = read_input(path)
+            if other.spatial_shape != volume.spatial_shape or not np.allclose(
+                other.affine, volume.affine, atol=1e-3
+            ):
+                raise VolumeError(
+                    f"the baseline volume's grid (shape {other.spatial_shape}) differs from the "
+                    f"input's (shape {volume.spatial_shape}) or its affine does; resample it onto "
+                    f"the input grid first",
+                    path,
+                )
+            return TensorBaseline(
+                self.preprocessor.map_to_model(other).to(self.device), name="file"
+            )
+        raise InputError(f"unknown baseline {name!r}")
+
+    def references(self) -> torch.Tensor:
+        """Reference bank for Expected Gradients, on the model grid."""
+        refs = []
+        for ref in self.config.references:
+            if ref.startswith("builtin:"):
+                refs.extend(_builtin_references(ref, self.preprocessor, self.config.seed))
+            else:
+                refs.append(self.preprocessor(read_input(ref)).image[0])
+        return torch.stack(refs).to(self.device)
+
+    # --------------------------------------------------------------------- run
+    def explain(self, volume: Volume) -> StudyResult:
+        """Compute the attribution of one study (nothing is written)."""
+        c = self.config
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        pre = self.preprocessor(volume)
+        x = pre.image.to(self.device)
+        valid = pre.valid.to(self.device)
+        timings["preprocess"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        model = self.model.module
+        target = self.target()
+        kw: dict[str, Any] = {
+            "internal_batch_size": c.internal_batch_size,
+            "amp": c.amp,
+            "memory_budget": c.memory_budget,
+            "progress": c.progress,
+        }
+        baseline_info: dict[str, Any] = {}
+        b: torch.Tensor | None = None
+        if c.method != "expected-gradients":
+            baseline = self.make_baseline(volume, pre)
+            from medattr.baselines import BaselineContext
+            from medattr.targets import bind_target
+
+            with torch.no_grad():
+                out_x = model(x)
+            _, bound = bind_target(target, out_x)
+            res = baseline.generate(
+                x, BaselineContext(spacing=pre.spacing, forward_func=model, target=bound)
+            )
+            b = torch.where(valid, res.baselines, x)
+            baseline_info = {**baseline.describe(), **res.info}
+        timings["baseline"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        if c.method == "ig":
+            exp = IntegratedGradients(model, **kw).explain(
+                x, b, target, n_steps=c.n_steps, method=c.quadrature
+            )
+        elif c.method == "split-ig":
+            exp = SplitIntegratedGradients(model, **kw).explain(
+                x, b, target, n_steps=c.n_steps, method=c.quadrature, ratio=c.ratio
+            )
+        elif c.method == "smoothgrad":
+            sg = SmoothGrad(model, c.smoothgrad_base, **kw)
+            exp = sg.explain(
+                x,
+                target,
+                nt_type=c.nt_type,
+                nt_samples=c.nt_samples,
+                noise_level=c.noise_level,
+                seed=c.seed,
+                baselines=b if c.smoothgrad_base != "gradient" else None,
+                n_steps=c.n_steps,
+                method=c.quadrature,
+            )
+        else:
+            bank = self.references()
+            exp = ExpectedGradients(model, **kw).explain(
+                x, bank, target, n_samples=c.eg_samples, seed=c.seed
+            )
+            baseline_info = {
+                "name": "references",
+                "n_references": int(bank.shape[0]),
+                "sources": list(c.references),
+            }
+        timings["attribution"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        attr_model = exp.attributions[0].detach().cpu()
+        attribution = self.preprocessor.invert(attr_model, pre, density=True)[0]
+        if b is not None:
+            baseline_source = self.preprocessor.invert(b[0].cpu(), pre, density=False)[0]
+            baseline_info["distance_to_input"] = _distances(x, b, valid)
+        else:
+            baseline_source = np.zeros(volume.spatial_shape, np.float32)
+        timings["invert"] = time.perf_counter() - t
+        baseline_info["f_baseline"] = float(exp.f_baseline[0])
+        return StudyResult(
+            volume, pre, exp, attribution, baseline_source, c, baseline_info, timings
+        )
+
+    def write(
+        self,
+        result: StudyResult,
+        out_dir: str | os.PathLike[str],
+        *,
+        extra_manifest: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write the outputs of one study into ``out_dir`` (atomically) and return the manifest."""
+        t = time.perf_counter()
+        vol = result.volume
+        name = vol.name
+        exp = result.explanation
+        outputs: dict[str, str] = {}
+        with staged_directory(out_dir) as stage:
+            if "nifti" in result.config.formats:
+                fname = f"{name}_attr.nii.gz"
+                write_nifti(
+                    stage(fname),
+                    result.attribution,
+                    vol.affine,
+                    like=vol,
+                    description=f"medattr {exp.method} attribution",
+                )
+                outputs["attribution_nifti"] = fname
+                if result.config.method != "expected-gradients":
+                    bname = f"{name}_baseline.nii.gz"
+                    write_nifti(
+                        stage(bname),
+                        result.baseline_source,
+                        vol.affine,
+                        like=vol,
+                        description=f"medattr baseline ({result.config.baseline}, model units)",
+                    )
+                    outputs["baseline_nifti"] = bname
+            if "png" in result.config.formats:
+                from medattr.render import montage
+
+                fname = f"{name}_montage.png"
+                title = (
+                    f"{name}: {exp.method}, baseline {result.baseline_info.get('name', '')}; "
+                    f"f(x)={float(exp.f_input[0]):.3f}, f(x')={float(exp.f_baseline[0]):.3f}, "
+                    f"delta={float(exp.convergence_delta[0]):+.2e}"
+                )
+                montage(
+                    vol.array[0],
+                    result.attribution,
+                    vol.affine,
+                    stage(fname),
+                    title=title,
+                    colorbar_label="attribution (target units per voxel)",
+                )
+                outputs["montage_png"] = fname
+            result.timings["write"] = time.perf_counter() - t
+            manifest = self.manifest(result, outputs)
+            if extra_manifest:
+                manifest.update(extra_manifest)
+            stage("manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
+        return manifest
+
+    def manifest(self, result: StudyResult, outputs: dict[str, str]) -> dict[str, Any]:
+        exp = result.explanation
+        vol = result.volume
+        src = vol.source
+        s = exp.summary()
+        attr_sum_source = float(np.asarray(result.attribution, np.float64).sum())
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "medattr_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": {
+                "path": src.path if src else None,
+                "format": src.format if src else None,
+                "name": vol.name,
+                "shape": list(vol.spatial_shape),
+                "spacing_mm": [round(v, 6) for v in vol.spacing],
+                "affine_ras": vol.affine.tolist(),
+            },
+            "model": {
+                **self.model.describe(),
+                "grid_shape": list(result.pre.image.shape[2:]),
+                "grid_spacing_mm": [round(v, 6) for v in result.pre.spacing],
+            },
+            "method": {"name": result.config.method, "implementation": exp.method, **s["settings"]},
+            "baseline": result.baseline_info,
+            "target": s["target"],
+            "f_input": s["f_input"][0],
+            "f_baseline": s["f_baseline"][0],
+            "convergence_delta": s["convergence_delta"][0],
+            "relative_delta": s["relative_delta"][0],
+            "attribution_sum_model_grid": s["attribution_sum"][0],
+            "attribution_sum_source_grid": attr_sum_source,
+            "n_evaluations": s["n_evaluations"],
+            "chunk_sizes": s["chunk_sizes"],
+            "oom_retries": s["oom_retries"],
+            "extras": _extras(exp),
+            "config": result.config.to_dict(),
+            "timings_s": {
+                k: round(v, 4)
+                for k, v in {"load_model": self.model_seconds, **result.timings}.items()
+            },
+            "environment": {
+                "device": _device_name(self.device),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "outputs": outputs,
+        }
+
+    def run(
+        self,
+        input_path: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        **read_options: Any,
+    ) -> dict[str, Any]:
+        """Read, explain and write one study; returns the manifest."""
+        t = time.perf_counter()
+        volume = read_input(input_path, **read_options)
+        load = time.perf_counter() - t
+        result = self.explain(volume)
+        result.timings = {"read": load, **result.timings}
+        manifest = self.write(result, out_dir)
+        return manifest
+
+
+def _extras(exp: Explanation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in (
+        "alpha_star",
+        "f_alpha_star",
+        "saturated",
+        "ig_delta",
+        "f_noisy_mean",
+        "bytes_per_point",
+    ):
+        if key in exp.extras:
+            out[key] = exp.extras[key]
+    return out
+
+
+def _distances(x: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    d = (x - b)[valid.expand_as(x)].double()
+    return {
+        "mean_abs": float(d.abs().mean()),
+        "rms": float(d.pow(2).mean().sqrt()),
+        "max_abs": float(d.abs().max()) if d.numel() else 0.0,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray | torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _builtin_references(
+    name: str, pre: Preprocessor, seed: int, count: int = 8
+) -> list[torch.Tensor]:
+    kind = name.split(":", 1)[1]
+    if kind != "phantom":
+        raise InputError(f"unknown built-in reference set {name!r}; available: builtin:phantom")
+    from medattr.data.phantoms import make_phantom
+
+    return [
+        pre(make_phantom(10_000 + seed * 97 + k, lesion=False).image).image[0] for k in range(count)
+    ]
+
+
+def explain_paths(
+    model: str, inputs: Sequence[str], out_dir: str, config: ExplainConfig
+) -> list[dict[str, Any]]:
+    """Convenience: explain several files into ``out_dir/<name>/``."""
+    ex = Explainer(model, config)
+    return [ex.run(p, Path(out_dir) / Path(p).name.split(".")[0]) for p in inputs]

@@ -1,0 +1,162 @@
+"""Bring a volume into the model's geometry and intensity range, and map results back.
+
+The spatial part (orientation, voxel size, crop/pad) uses MONAI's invertible transforms, so an
+attribution computed on the model grid is returned to the source grid by inverting exactly the
+operations applied. Attributions are *amounts* per voxel (they sum to ``f(x) - f(x')``), so
+they are resampled as densities: divided by the model voxel volume, interpolated, and
+multiplied by the source voxel volume; their total is preserved up to interpolation error
+(exactly for pure reorientation and crop/pad).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, Orientation, ResizeWithPadOrCrop, Spacing
+
+from medattr.models.spec import ModelSpec
+from medattr.volume import Volume
+
+__all__ = ["Preprocessed", "Preprocessor"]
+
+
+@dataclass
+class Preprocessed:
+    """A volume on the model grid.
+
+    Attributes
+    ----------
+    image
+        ``(1, C, *spatial)`` float32 tensor, the model input.
+    valid
+        ``(1, 1, *spatial)`` bool tensor: voxels inside the source field of view (padding is
+        outside; baselines are set equal to the input there so it gets no attribution).
+    affine
+        Model-grid affine (RAS, mm).
+    state
+        The MONAI MetaTensor carrying the applied operations, for inversion.
+    source_affine
+        Affine of the source grid.
+    """
+
+    image: torch.Tensor
+    valid: torch.Tensor
+    affine: np.ndarray
+    state: MetaTensor
+    source_affine: np.ndarray
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+class Preprocessor:
+    """Model-input preparation from a :class:`~medattr.models.ModelSpec`.
+
+    Parameters
+    ----------
+    spec
+        Orientation, pixdim, spatial size and intensity mapping; ``None`` entries are skipped.
+    interpolation
+        ``"bilinear"`` (default) or ``"nearest"`` for resampling to ``pixdim``.
+
+    Examples
+    --------
+    >>> from medattr.models import ModelSpec
+    >>> pre = Preprocessor(ModelSpec(pixdim=(2.0, 2.0, 2.0), spatial_size=(8, 8, 8)))
+    >>> vol = Volume(np.zeros((1, 10, 10, 5), np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+    >>> pre(vol).image.shape
+    torch.Size([1, 1, 8, 8, 8])
+    """
+
+    def __init__(self, spec: ModelSpec, interpolation: str = "bilinear") -> None:
+        self.spec = spec
+        ops: list[Any] = []
+        if spec.orientation:
+            ops.append(Orientation(axcodes=spec.orientation))
+        if spec.pixdim:
+            ops.append(Spacing(pixdim=spec.pixdim, mode=interpolation, padding_mode="border"))
+        if spec.spatial_size:
+            ops.append(ResizeWithPadOrCrop(spatial_size=spec.spatial_size))
+        self.spatial = Compose(ops)
+
+    def intensity(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Apply the spec's intensity mapping (source units -> model units)."""
+        x = torch.as_tensor(array, dtype=torch.float32)
+        it = self.spec.intensity
+        if it is None:
+            return x
+        if it.mode == "zscore":
+            std = x.std()
+            return (x - x.mean()) / (std if std > 0 else 1.0)
+        t = (x - it.a_min) / (it.a_max - it.a_min)
+        if it.clip:
+            t = t.clamp(0.0, 1.0)
+        return it.b_min + t * (it.b_max - it.b_min)
+
+    def _spatial(self, data: torch.Tensor, affine: np.ndarray) -> MetaTensor:
+        mt = MetaTensor(data, affine=torch.as_tensor(affine, dtype=torch.float64))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            out = self.spatial(mt)
+        return out if isinstance(out, MetaTensor) else MetaTensor(out)
+
+    def __call__(self, volume: Volume) -> Preprocessed:
+        if volume.num_channels != self.spec.in_channels:
+            from medattr.errors import VolumeError
+
+            raise VolumeError(
+                f"the model expects {self.spec.in_channels} channel(s), the volume has "
+                f"{volume.num_channels}",
+                volume.source.path if volume.source else None,
+            )
+        image = self._spatial(self.intensity(volume.array), volume.affine)
+        ones = self._spatial(torch.ones((1, *volume.spatial_shape)), volume.affine)
+        affine = np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64)
+        return Preprocessed(
+            image=image.as_tensor().float()[None].contiguous(),
+            valid=(ones.as_tensor() > 0.5)[None],
+            affine=affine,
+            state=image,
+            source_affine=np.asarray(volume.affine, dtype=np.float64),
+        )
+
+    def map_to_model(self, volume: Volume, *, intensity: bool = True) -> torch.Tensor:
+        """Another volume on the same source grid (e.g. a user baseline) onto the model grid."""
+        data = self.intensity(volume.array) if intensity else torch.as_tensor(volume.array)
+        return self._spatial(data, volume.affine).as_tensor().float()[None]
+
+    def invert(
+        self, array: torch.Tensor | np.ndarray, pre: Preprocessed, *, density: bool
+    ) -> np.ndarray:
+        """Map a model-grid array ``(C, *spatial)`` or ``(*spatial)`` back to the source grid.
+
+        ``density=True`` for attributions (totals preserved), ``False`` for images.
+        """
+        data = torch.as_tensor(
+            np.asarray(array) if isinstance(array, np.ndarray) else array.detach().cpu()
+        )
+        data = data.float()
+        if data.dim() == 3:
+            data = data[None]
+        vox_model = float(abs(np.linalg.det(pre.affine[:3, :3])))
+        vox_source = float(abs(np.linalg.det(pre.source_affine[:3, :3])))
+        if density:
+            data = data / vox_model
+        mt = MetaTensor(data, meta={k: v for k, v in pre.state.meta.items()})
+        mt.applied_operations = copy.deepcopy(list(pre.state.applied_operations))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            out = self.spatial.inverse(mt)
+        result = torch.as_tensor(out).detach().cpu().numpy().astype(np.float32)
+        if density:
+            result = result * vox_source
+        return result
