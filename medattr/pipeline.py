@@ -40,7 +40,7 @@ from medattr.baselines import (
     UniformNoiseBaseline,
     ZeroBaseline,
 )
-from medattr.errors import InputError, VolumeError
+from medattr.errors import InputError, ModelError, VolumeError
 from medattr.io import read_nifti, staged_directory, write_nifti
 from medattr.models import LoadedModel, ModelSpec, load_model
 from medattr.preprocess import Preprocessed, Preprocessor
@@ -265,6 +265,31 @@ class Explainer:
                 refs.append(self.preprocessor(read_input(ref)).image[0])
         return torch.stack(refs).to(self.device)
 
+    def check_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model once on the prepared input; a failure is the model's or the input's."""
+        try:
+            with torch.no_grad():
+                out = self.model.module(x)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"the model fails on the prepared input of shape {tuple(x.shape)}: {exc}",
+                self.model.path,
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(
+                f"the model returns {type(out).__name__}, not a tensor", self.model.path
+            )
+        spec = self.model.spec
+        if spec.task == "classification" and (out.dim() != 2 or out.shape[1] != spec.num_classes):
+            raise ModelError(
+                f"the model output has shape {tuple(out.shape)}, expected (1, {spec.num_classes}) "
+                f"for a classifier of {spec.num_classes} classes",
+                self.model.path,
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ModelError("the model output contains NaN or infinite values", self.model.path)
+        return out
+
     # --------------------------------------------------------------------- run
     def explain(self, volume: Volume) -> StudyResult:
         """Compute the attribution of one study (nothing is written)."""
@@ -292,8 +317,7 @@ class Explainer:
             from medattr.baselines import BaselineContext
             from medattr.targets import bind_target
 
-            with torch.no_grad():
-                out_x = model(x)
+            out_x = self.check_model(x)
             _, bound = bind_target(target, out_x)
             res = baseline.generate(
                 x, BaselineContext(spacing=pre.spacing, forward_func=model, target=bound)
@@ -325,6 +349,7 @@ class Explainer:
                 method=c.quadrature,
             )
         else:
+            self.check_model(x)
             bank = self.references()
             exp = ExpectedGradients(model, **kw).explain(
                 x, bank, target, n_samples=c.eg_samples, seed=c.seed
@@ -338,9 +363,9 @@ class Explainer:
 
         t = time.perf_counter()
         attr_model = exp.attributions[0].detach().cpu()
-        attribution = self.preprocessor.invert(attr_model, pre, density=True)[0]
+        attribution = self.preprocessor.attribution_to_source(attr_model, pre)[0]
         if b is not None:
-            baseline_source = self.preprocessor.invert(b[0].cpu(), pre, density=False)[0]
+            baseline_source = self.preprocessor.invert(b[0].cpu(), pre)[0]
             baseline_info["distance_to_input"] = _distances(x, b, valid)
         else:
             baseline_source = np.zeros(volume.spatial_shape, np.float32)

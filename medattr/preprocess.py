@@ -1,11 +1,9 @@
 """Bring a volume into the model's geometry and intensity range, and map results back.
 
-The spatial part (orientation, voxel size, crop/pad) uses MONAI's invertible transforms, so an
-attribution computed on the model grid is returned to the source grid by inverting exactly the
-operations applied. Attributions are *amounts* per voxel (they sum to ``f(x) - f(x')``), so
-they are resampled as densities: divided by the model voxel volume, interpolated, and
-multiplied by the source voxel volume; their total is preserved up to interpolation error
-(exactly for pure reorientation and crop/pad).
+The spatial part (orientation, voxel size, crop/pad) uses MONAI's invertible transforms. Images
+on the model grid (baselines) go back by inverting exactly the operations applied.
+Attributions are *amounts* per voxel (they sum to ``f(x) - f(x')``), so they go back through
+the adjoint of the resampling instead of an interpolation: the total is preserved exactly.
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ class Preprocessed:
         Model-grid affine (RAS, mm).
     state
         The MONAI MetaTensor carrying the applied operations, for inversion.
-    source_affine
-        Affine of the source grid.
+    source_affine, source_shape
+        Geometry of the source grid.
     """
 
     image: torch.Tensor
@@ -50,6 +48,7 @@ class Preprocessed:
     affine: np.ndarray
     state: MetaTensor
     source_affine: np.ndarray
+    source_shape: tuple[int, int, int]
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -79,7 +78,9 @@ class Preprocessor:
         self.spec = spec
         ops: list[Any] = []
         if spec.orientation:
-            ops.append(Orientation(axcodes=spec.orientation))
+            ops.append(
+                Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))
+            )
         if spec.pixdim:
             ops.append(Spacing(pixdim=spec.pixdim, mode=interpolation, padding_mode="border"))
         if spec.spatial_size:
@@ -126,6 +127,7 @@ class Preprocessor:
             affine=affine,
             state=image,
             source_affine=np.asarray(volume.affine, dtype=np.float64),
+            source_shape=volume.spatial_shape,
         )
 
     def map_to_model(self, volume: Volume, *, intensity: bool = True) -> torch.Tensor:
@@ -133,30 +135,48 @@ class Preprocessor:
         data = self.intensity(volume.array) if intensity else torch.as_tensor(volume.array)
         return self._spatial(data, volume.affine).as_tensor().float()[None]
 
-    def invert(
-        self, array: torch.Tensor | np.ndarray, pre: Preprocessed, *, density: bool
-    ) -> np.ndarray:
-        """Map a model-grid array ``(C, *spatial)`` or ``(*spatial)`` back to the source grid.
-
-        ``density=True`` for attributions (totals preserved), ``False`` for images.
-        """
-        data = torch.as_tensor(
-            np.asarray(array) if isinstance(array, np.ndarray) else array.detach().cpu()
-        )
-        data = data.float()
-        if data.dim() == 3:
-            data = data[None]
-        vox_model = float(abs(np.linalg.det(pre.affine[:3, :3])))
-        vox_source = float(abs(np.linalg.det(pre.source_affine[:3, :3])))
-        if density:
-            data = data / vox_model
-        mt = MetaTensor(data, meta={k: v for k, v in pre.state.meta.items()})
+    def invert(self, array: torch.Tensor | np.ndarray, pre: Preprocessed) -> np.ndarray:
+        """Map an image on the model grid ``(C, *spatial)`` or ``(*spatial)`` back to the source
+        grid by inverting the spatial operations (interpolation)."""
+        data = _as_channel_first(array)
+        mt = MetaTensor(data, meta=dict(pre.state.meta))
         mt.applied_operations = copy.deepcopy(list(pre.state.applied_operations))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             warnings.simplefilter("ignore", category=FutureWarning)
             out = self.spatial.inverse(mt)
-        result = torch.as_tensor(out).detach().cpu().numpy().astype(np.float32)
-        if density:
-            result = result * vox_source
-        return result
+        return torch.as_tensor(out).detach().cpu().numpy().astype(np.float32)
+
+    def attribution_to_source(
+        self, array: torch.Tensor | np.ndarray, pre: Preprocessed
+    ) -> np.ndarray:
+        """Map an attribution on the model grid back to the source grid, preserving its total.
+
+        The spatial preprocessing is linear, ``x_model = R x_source``; the attribution goes back
+        through the adjoint, ``a_source = R^T a_model`` (computed by autograd through the same
+        MONAI transforms): each model voxel's attribution is shared among the source voxels it
+        was interpolated from, in proportion to the interpolation weights, so the total is kept
+        exactly and nothing outside the field of view receives any.
+        """
+        data = _as_channel_first(array)
+        src = torch.zeros(
+            (data.shape[0], *pre.source_shape), dtype=torch.float32, requires_grad=True
+        )
+        mapped = self._spatial(src, pre.source_affine)
+        if tuple(mapped.shape) != tuple(data.shape):
+            raise ValueError(
+                f"attribution shape {tuple(data.shape)} does not match the model grid "
+                f"{tuple(mapped.shape)}"
+            )
+        (grad,) = torch.autograd.grad(mapped.as_tensor(), src, grad_outputs=data)
+        return grad.detach().cpu().numpy().astype(np.float32)
+
+
+def _as_channel_first(array: torch.Tensor | np.ndarray) -> torch.Tensor:
+    data = (
+        torch.as_tensor(np.asarray(array))
+        if isinstance(array, np.ndarray)
+        else array.detach().cpu()
+    )
+    data = data.float()
+    return data[None] if data.dim() == 3 else data

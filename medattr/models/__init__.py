@@ -1,5 +1,6 @@
 """Models: their input contract (:class:`ModelSpec`), loading, and the shipped networks."""
 
+from medattr.models.export import export_torchscript
 from medattr.models.loading import (
     BUILTIN_MODELS,
     LoadedModel,
@@ -15,6 +16,7 @@ __all__ = [
     "LoadedModel",
     "ModelSpec",
     "builtin_model_path",
+    "export_torchscript",
     "file_sha256",
     "load_model",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,9 @@ def _load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module
         raise ModelError("not a TorchScript file (not a zip archive)", path)
     extra = {"metadata.json": ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError/ValueError for foreign zips
         raise ModelError(
             f"cannot be loaded as TorchScript ({type(exc).__name__}: {exc})", path

@@ -1,0 +1,345 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import Classifier
+
+from medattr.cli import main
+from medattr.models import IntensitySpec, ModelSpec, export_torchscript
+
+OBLIQUE = np.array(
+    [
+        [0.0, -2.9, 0.6, 40.0],
+        [3.0, 0.0, 0.0, -25.0],
+        [0.0, 0.5, 4.8, 10.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def _spec() -> ModelSpec:
+    return ModelSpec(
+        class_names=["healthy", "lesion"],
+        default_target=1,
+        pixdim=(4.0, 4.0, 4.0),
+        spatial_size=(16, 16, 16),
+        intensity=IntensitySpec(a_min=-200, a_max=300),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    net = Classifier(in_shape=(1, 16, 16, 16), classes=2, channels=(4, 8), strides=(2, 2))
+    path = tmp_path_factory.mktemp("model") / "tiny.ts"
+    export_torchscript(net, _spec(), path)
+    return path
+
+
+def _write(path: Path, data: np.ndarray, affine: np.ndarray = OBLIQUE) -> Path:
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    data = rng.normal(40, 60, (14, 18, 9)).astype(np.float32)
+    data[5:9, 6:10, 3:6] += 150
+    return _write(tmp_path / "study.nii.gz", data)
+
+
+def _run(*argv: str) -> int:
+    return main([*argv, "--no-progress"]) if argv and argv[0] == "explain" else main(list(argv))
+
+
+def test_explain_writes_attribution_on_the_source_grid(
+    tiny_model: Path, study: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        _run(
+            "explain",
+            str(study),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--steps",
+            "16",
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "study_attr.nii.gz",
+        "study_baseline.nii.gz",
+        "study_montage.png",
+    ]
+    src = nib.load(str(study))
+    attr = nib.load(str(out / "study_attr.nii.gz"))
+    assert attr.shape == src.shape
+    assert np.array_equal(attr.affine, src.affine)  # bit-identical geometry
+    assert attr.get_data_dtype() == np.float32
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["method"]["name"] == "ig" and m["method"]["n_steps"] == 16
+    assert m["model"]["sha256"] and len(m["model"]["sha256"]) == 64
+    # completeness is reported and consistent with the written numbers
+    span = m["f_input"] - m["f_baseline"]
+    assert m["convergence_delta"] == pytest.approx(m["attribution_sum_model_grid"] - span, abs=1e-6)
+    assert abs(m["convergence_delta"]) < 0.05 * abs(span) + 1e-6
+    # the source-grid map keeps the total up to interpolation error
+    total = float(np.asarray(attr.dataobj, dtype=np.float64).sum())
+    assert total == pytest.approx(m["attribution_sum_source_grid"], rel=1e-5)
+    assert total == pytest.approx(
+        m["attribution_sum_model_grid"], rel=1e-4, abs=1e-6
+    )  # adjoint map
+    assert set(m["timings_s"]) >= {
+        "read",
+        "preprocess",
+        "baseline",
+        "attribution",
+        "invert",
+        "write",
+    }
+    assert m["outputs"]["montage_png"] == "study_montage.png"
+    assert (out / "study_montage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("smoothgrad", ["--nt-samples", "2"]),
+        ("split-ig", ["--ratio", "0.8"]),
+        ("expected-gradients", ["--eg-samples", "6"]),
+    ],
+)
+def test_each_method_end_to_end(
+    method: str, extra: list[str], tiny_model: Path, study: Path, tmp_path: Path
+) -> None:
+    if method == "expected-gradients":
+        rng = np.random.default_rng(1)
+        refs = [
+            str(
+                _write(tmp_path / f"ref{i}.nii", rng.normal(40, 60, (14, 18, 9)).astype(np.float32))
+            )
+            for i in range(3)
+        ]
+        extra = [*extra, "--references", *refs]
+    out = tmp_path / method
+    assert (
+        _run(
+            "explain",
+            str(study),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--steps",
+            "8",
+            "--method",
+            method,
+            "--device",
+            "cpu",
+            *extra,
+        )
+        == 0
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["method"]["name"] == method
+    assert np.isfinite(nib.load(str(out / "study_attr.nii.gz")).get_fdata()).all()
+    if method == "split-ig":
+        assert 0.0 < m["extras"]["alpha_star"][0] <= 1.0
+    if method == "expected-gradients":
+        assert m["baseline"]["n_references"] == 3
+
+
+@pytest.mark.parametrize(
+    "baseline", ["zero", "constant", "blur", "noise-uniform", "noise-gaussian", "file"]
+)
+def test_each_baseline_end_to_end(
+    baseline: str, tiny_model: Path, study: Path, tmp_path: Path
+) -> None:
+    extra: list[str] = []
+    if baseline == "file":
+        data = np.full((14, 18, 9), -1000.0, np.float32)
+        baseline = f"file:{_write(tmp_path / 'air.nii.gz', data)}"
+    if baseline == "constant":
+        extra = ["--baseline-value", "-1000"]
+    out = tmp_path / "out"
+    assert (
+        _run(
+            "explain",
+            str(study),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--steps",
+            "8",
+            "--baseline",
+            baseline,
+            "--device",
+            "cpu",
+            *extra,
+        )
+        == 0
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    written = nib.load(str(out / "study_baseline.nii.gz")).get_fdata()
+    if baseline.startswith("file:") or baseline == "constant":
+        # -1000 HU maps to the bottom of the model's window (0) wherever the source has data
+        assert m["baseline"]["distance_to_input"]["mean_abs"] > 0
+        assert np.median(written) == pytest.approx(0.0, abs=1e-3)
+    assert np.isfinite(m["f_baseline"])
+
+
+def _nothing_written(out: Path) -> bool:
+    return not out.exists()
+
+
+def test_bad_inputs_exit_2_and_write_nothing(
+    tiny_model: Path, study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "never"
+    cases = {}
+    cases["missing"] = tmp_path / "missing.nii.gz"
+    cases["4d"] = _write(tmp_path / "four.nii.gz", np.zeros((6, 6, 6, 3), np.float32))
+    nan = np.zeros((6, 6, 6), np.float32)
+    nan[2, 2, 2] = np.nan
+    cases["nan"] = _write(tmp_path / "nan.nii.gz", nan)
+    (tmp_path / "garbage.nii.gz").write_bytes(b"not a nifti at all")
+    cases["garbage"] = tmp_path / "garbage.nii.gz"
+    expected = {
+        "missing": "file not found",
+        "4d": "expected a 3D volume",
+        "nan": "NaN",
+        "garbage": "not a readable NIfTI",
+    }
+    for key, path in cases.items():
+        code = _run(
+            "explain", str(path), "--model", str(tiny_model), "--out", str(out), "--device", "cpu"
+        )
+        err = capsys.readouterr().err
+        assert code == 2, key
+        assert str(path) in err and expected[key] in err, err
+        assert _nothing_written(out)
+
+
+class WrongShape(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4)).repeat(1, 3)  # 3 outputs where the spec says 2 classes
+
+
+def test_model_with_wrong_output_shape_exits_2(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "wrong.ts"
+    export_torchscript(WrongShape(), _spec(), model)
+    out = tmp_path / "out"
+    assert (
+        _run("explain", str(study), "--model", str(model), "--out", str(out), "--device", "cpu")
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "output has shape (1, 3)" in err and str(model) in err
+    assert _nothing_written(out)
+
+
+def test_bad_arguments_exit_2(
+    tiny_model: Path, study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    base = ["explain", str(study), "--model", str(tiny_model), "--out", str(out), "--device", "cpu"]
+    assert _run(*base, "--steps", "many") == 2
+    assert _run(*base, "--method", "lime") == 2
+    assert _run(*base, "--format", "nifti,gif") == 2
+    assert _run(*base, "--target", "7") == 2
+    assert "out of range" in capsys.readouterr().err
+    assert _run(*base, "--baseline", "wavelet") == 2
+    assert _run(*base, "--baseline", f"file:{tmp_path / 'nope.nii'}") == 2
+    assert _run(*base, "--method", "expected-gradients") == 2  # no references
+    assert _run("explain", str(study), "--model", str(tmp_path / "no.ts"), "--out", str(out)) == 2
+    (tmp_path / "afile").write_text("x")
+    assert (
+        _run("explain", str(study), "--model", str(tiny_model), "--out", str(tmp_path / "afile"))
+        == 2
+    )
+    assert _nothing_written(out)
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--method",
+        "--baseline",
+        "--target",
+        "--steps",
+        "--device",
+        "--amp",
+        "--batch",
+        "--memory-budget",
+        "--format",
+        "--out",
+        "--model",
+        "--references",
+        "--ratio",
+        "--nt-samples",
+        "--noise-level",
+        "--blur-sigma-mm",
+        "--baseline-value",
+        "--seed",
+    ):
+        assert option in text, option
+    assert "FRACTION" in text  # the noise convention is spelled out
+
+
+def test_console_script_exit_codes(tiny_model: Path, study: Path, tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medattr",
+            "explain",
+            str(study),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "o"),
+            "--steps",
+            "4",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "delta" in ok.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medattr",
+            "explain",
+            str(tmp_path / "x.nii"),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "file not found" in bad.stderr
+    assert not (tmp_path / "p").exists()
