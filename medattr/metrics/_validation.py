@@ -151,6 +151,8 @@ def scores_and_mask(
     m = as_channels_first(plain_tensor(mask, "mask"), "mask", spatial_dims)
     if not attr.is_floating_point():
         attr = attr.double()
+    elif attr.dtype in (torch.float16, torch.bfloat16):
+        attr = attr.float()  # channel sums and sorting in at least single precision
     if attr.shape[0] != m.shape[0]:
         raise InputError(
             f"attributions and mask must have the same batch size; got {attr.shape[0]} "

@@ -115,3 +115,12 @@ def test_errors_and_class_form() -> None:
         AttributionROCAUC(relevance="absolute")(attr, mask),
         roc_auc(attr, mask, relevance="absolute"),
     )
+
+
+def test_low_precision_and_integer_attributions() -> None:
+    mask = torch.zeros(1, 3, 3, 3, dtype=torch.bool)
+    mask[0, 0] = True
+    attr = mask.unsqueeze(1).to(torch.float16) * 2 - 1
+    assert roc_auc(attr, mask).item() == 1.0
+    assert roc_auc(attr.to(torch.bfloat16), mask).item() == 1.0
+    assert roc_auc(mask.long(), mask).item() == 1.0
