@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medattr.errors import VolumeError
+from medattr.io import read_nifti, staged_directory, write_nifti
+
+OBLIQUE = np.array(
+    [
+        [0.0, -2.9, 0.6, 40.0],
+        [3.0, 0.0, 0.0, -25.0],
+        [0.0, 0.5, 4.8, 10.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def test_round_trip_keeps_an_oblique_anisotropic_affine(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).normal(size=(7, 9, 5)).astype(np.float32)
+    src = tmp_path / "src.nii.gz"
+    nib.save(nib.Nifti1Image(data, OBLIQUE), str(src))
+    vol = read_nifti(src)
+    assert vol.array.shape == (1, 7, 9, 5)
+    assert vol.spacing == pytest.approx((3.0, float(np.hypot(2.9, 0.5)), float(np.hypot(0.6, 4.8))))
+    out = write_nifti(tmp_path / "out.nii.gz", vol.array[0] * 2, vol.affine, like=vol)
+    back = nib.load(str(out))
+    assert np.array_equal(back.affine, nib.load(str(src)).affine)  # bit-identical
+    assert back.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(np.asarray(back.dataobj), data * 2)
+    # without a template the affine survives to float32 precision (sform storage)
+    plain = nib.load(str(write_nifti(tmp_path / "plain.nii", data, OBLIQUE)))
+    np.testing.assert_allclose(plain.affine, OBLIQUE, atol=1e-5)
+
+
+def test_reader_rejects_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(VolumeError, match="file not found"):
+        read_nifti(tmp_path / "nope.nii.gz")
+    four = tmp_path / "4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2), np.float32), np.eye(4)), str(four))
+    with pytest.raises(VolumeError, match=r"expected a 3D volume.*\(3, 3, 3, 2\)"):
+        read_nifti(four)
+    nan = tmp_path / "nan.nii"
+    arr = np.zeros((3, 3, 3), np.float32)
+    arr[1, 1, 1] = np.inf
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(nan))
+    with pytest.raises(VolumeError, match="NaN or infinite") as info:
+        read_nifti(nan)
+    assert str(nan) in str(info.value)
+    assert read_nifti(nan, allow_nonfinite=True).array.shape == (1, 3, 3, 3)
+    single = tmp_path / "single.nii"
+    nib.save(nib.Nifti1Image(np.ones((3, 4, 5, 1), np.float32), np.eye(4)), str(single))
+    assert read_nifti(single).spatial_shape == (3, 4, 5)
+
+
+def test_input_is_never_modified(tmp_path: Path) -> None:
+    src = tmp_path / "src.nii"
+    nib.save(nib.Nifti1Image(np.ones((3, 3, 3), np.float32), np.eye(4)), str(src))
+    before = (src.read_bytes(), os.stat(src).st_mtime_ns)
+    vol = read_nifti(src)
+    vol.array += 5
+    assert (src.read_bytes(), os.stat(src).st_mtime_ns) == before
+
+
+def test_staged_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError), staged_directory(out) as stage:
+        stage("a.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert not out.exists()
+    existing = tmp_path / "keep"
+    existing.mkdir()
+    (existing / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), staged_directory(existing) as stage:
+        stage("new.txt").write_text("x")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in existing.iterdir()) == ["old.txt"]
+    with staged_directory(existing) as stage:
+        stage("new.txt").write_text("x")
+        stage("manifest.json").write_text("{}")
+    assert sorted(p.name for p in existing.iterdir()) == ["manifest.json", "new.txt", "old.txt"]
