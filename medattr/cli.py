@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     pass
 
 
-def _int_or(word: str):  # type: ignore[no-untyped-def]
+def _int_or(word: str) -> Callable[[str], int | str]:
     def parse(value: str) -> int | str:
         if value == word:
             return value

@@ -234,7 +234,7 @@ def comparison_panel(
     )
     for c, (label, vol, kind) in enumerate(columns):
         vol_r, _ = to_ras(np.asarray(vol, np.float32), affine)
-        lim = robust_limit(vol) if kind in ("attr", "diff") else None
+        lim = robust_limit(vol) if kind in ("attr", "diff") else 1.0
         for r, (name, axis, _top, _left) in enumerate(_VIEWS):
             ax = axes[r, c]
             plane = _plane(vol_r, axis, pk_r[axis])

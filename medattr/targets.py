@@ -140,7 +140,7 @@ class ClassTarget(Target):
             idx = self.index if isinstance(self.index, tuple) else (self.index,)
             per_sample = [tuple(int(i) for i in idx)] * batch
         else:
-            seq = self.index.tolist() if isinstance(self.index, Tensor) else list(self.index)
+            seq = self.index.tolist() if isinstance(self.index, Tensor) else list(self.index)  # type: ignore[arg-type]
             if len(seq) != batch:
                 raise TargetError(f"got {len(seq)} targets for a batch of {batch} inputs")
             per_sample = [tuple(s) if isinstance(s, tuple | list) else (int(s),) for s in seq]
@@ -171,7 +171,7 @@ class ClassTarget(Target):
             act = _activate(output, activation)
             idx = table.to(output.device)[sample.to(output.device)]
             rows = torch.arange(output.shape[0], device=output.device)
-            values = act[(rows, *idx.unbind(1))]
+            values = act[(rows,) + tuple(idx.unbind(1))]  # noqa: RUF005 (mypy, py3.10)
             return _check_scalar_per_point(values, output.shape[0], "the target")
 
         return bound

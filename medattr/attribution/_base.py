@@ -115,21 +115,21 @@ def prepare_inputs(
         inputs, as_tuple = inputs[0], True
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    x: Tensor = inputs
     spacing = None
     if hasattr(inputs, "affine") and hasattr(inputs, "as_tensor"):
-        aff = inputs.affine
+        aff = x.affine  # type: ignore[attr-defined]
         aff = aff[0] if aff.dim() == 3 else aff
-        nd = inputs.dim() - 2
+        nd = x.dim() - 2
         spacing = [float(v) for v in torch.linalg.norm(aff[:nd, :nd].double(), dim=0)]
-        inputs = inputs.as_tensor()
-    if inputs.dim() < 2:
+        x = x.as_tensor()  # type: ignore[attr-defined]
+    if x.dim() < 2:
         raise ValueError(
-            f"inputs must have a batch dimension, shape (B, C, ...); "
-            f"got shape {tuple(inputs.shape)}"
+            f"inputs must have a batch dimension, shape (B, C, ...); got shape {tuple(x.shape)}"
         )
-    if not inputs.is_floating_point():
-        raise TypeError(f"inputs must be a floating-point tensor, got {inputs.dtype}")
-    return inputs, as_tuple, spacing
+    if not x.is_floating_point():
+        raise TypeError(f"inputs must be a floating-point tensor, got {x.dtype}")
+    return x, as_tuple, spacing
 
 
 class PathAttribution:

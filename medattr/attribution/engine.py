@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,7 +91,10 @@ class PathJobs:
 
     @classmethod
     def straight(
-        cls, batch: int, alphas: Sequence[float] | Tensor, weights: Sequence[float] | Tensor
+        cls,
+        batch: int,
+        alphas: Sequence[float] | Tensor | np.ndarray,
+        weights: Sequence[float] | Tensor | np.ndarray,
     ) -> PathJobs:
         """Every input ``i`` against baseline ``i`` at the same nodes, ordered by alpha."""
         a = torch.as_tensor(alphas, dtype=torch.float64)

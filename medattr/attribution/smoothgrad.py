@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -208,7 +209,7 @@ class SmoothGrad(PathAttribution):
                 raise ValueError("baselines are only used with base='integrated_gradients'")
             base = None
             b = torch.zeros_like(x[:1])
-            alphas, weights = [1.0], [1.0]
+            alphas, weights = np.ones(1), np.ones(1)
             f_b = torch.zeros(batch, dtype=torch.float64)
         group = nt_samples_batch_size or self._group_size(x, nt_samples, batch)
         total = batch * nt_samples

@@ -75,9 +75,7 @@ def fibonacci_sphere(n: int) -> np.ndarray:
     i = np.arange(n, dtype=np.float64) + 0.5
     phi = np.arccos(1.0 - 2.0 * i / n)
     theta = np.pi * (1.0 + 5.0**0.5) * i
-    return np.stack(
-        [np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1
-    )
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

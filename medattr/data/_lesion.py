@@ -52,19 +52,25 @@ class LesionShape:
         return np.clip(self.level(pts) * scale, 0.0, 1.0)
 
     def with_center(self, center: np.ndarray) -> LesionShape:
-        ell = Ellipsoid(tuple(float(c) for c in center), self.ellipsoid.radii,  # type: ignore[arg-type]
-                        self.ellipsoid.rotation)
+        ell = Ellipsoid(
+            tuple(float(c) for c in center),
+            self.ellipsoid.radii,  # type: ignore[arg-type]
+            self.ellipsoid.rotation,
+        )
         return LesionShape(ell, self.kind, self.edge_mm, self.lobes, self.lobe_amplitude)
 
     def scaled(self, factor: float) -> LesionShape:
         """The same shape with radii (and lobe wavelengths) multiplied by ``factor``."""
-        ell = Ellipsoid(self.ellipsoid.center,
-                        tuple(float(r) * factor for r in self.ellipsoid.radii),  # type: ignore[arg-type]
-                        self.ellipsoid.rotation)
+        ell = Ellipsoid(
+            self.ellipsoid.center,
+            tuple(float(r) * factor for r in self.ellipsoid.radii),  # type: ignore[arg-type]
+            self.ellipsoid.rotation,
+        )
         lobes = None
         if self.lobes is not None:
-            lobes = SinusoidField(self.lobes.frequencies / factor, self.lobes.phases,
-                                  self.lobes.amplitudes)
+            lobes = SinusoidField(
+                self.lobes.frequencies / factor, self.lobes.phases, self.lobes.amplitudes
+            )
         return LesionShape(ell, self.kind, self.edge_mm, lobes, self.lobe_amplitude)
 
     def to_params(self) -> dict[str, Any]:
@@ -100,7 +106,10 @@ def sample_lesion_shape(
         lobes = SinusoidField.random(rng, n_waves=6, wavelength_mm=(0.7 * r, 1.4 * r), std=1.0)
         amp = float(rng.uniform(0.2, 0.45))
         # keep the nominal radius the mean radius: shrink the core a little
-        ell = Ellipsoid((0.0, 0.0, 0.0), tuple(v / (1 + amp / 3) for v in radii),  # type: ignore[arg-type]
-                        rot)
+        ell = Ellipsoid(
+            (0.0, 0.0, 0.0),
+            tuple(v / (1 + amp / 3) for v in radii),  # type: ignore[arg-type]
+            rot,
+        )
         return LesionShape(ell, kind, edge, lobes, amp)
     return LesionShape(ell, kind, edge)

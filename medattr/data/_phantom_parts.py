@@ -73,8 +73,9 @@ class ZBands:
 
     def __call__(self, pts: np.ndarray) -> np.ndarray:
         z = pts[2] + self.slope * pts[1] if self.slope else pts[2]
-        d = np.abs(np.mod(z - self.offset_mm + self.period_mm / 2, self.period_mm)
-                   - self.period_mm / 2)
+        d = np.abs(
+            np.mod(z - self.offset_mm + self.period_mm / 2, self.period_mm) - self.period_mm / 2
+        )
         occ = ramp(d - self.thickness_mm / 2.0, EDGE_MM)
         if self.invert:
             occ = 1.0 - occ
@@ -91,8 +92,9 @@ class Sector:
     half_width_deg: float
 
     def __call__(self, pts: np.ndarray) -> np.ndarray:
-        theta = np.degrees(np.abs(np.arctan2(pts[0] - self.center_xy[0],
-                                             pts[1] - self.center_xy[1])))
+        theta = np.degrees(
+            np.abs(np.arctan2(pts[0] - self.center_xy[0], pts[1] - self.center_xy[1]))
+        )
         return np.clip((theta - self.half_width_deg) / 10.0, 0.0, 1.0)
 
 

@@ -60,8 +60,12 @@ class PhantomLesion:
     texture: SinusoidField
 
     def to_params(self) -> dict[str, Any]:
-        return {"organ": self.organ, "polarity": self.polarity,
-                "contrast_hu": round(self.contrast, 4), **self.shape.to_params()}
+        return {
+            "organ": self.organ,
+            "polarity": self.polarity,
+            "contrast_hu": round(self.contrast, 4),
+            **self.shape.to_params(),
+        }
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,12 @@ class Phantom:
         rng = stream_rng(seed, "anatomy")
         layers, subject = _sample_anatomy(rng)
         trng = stream_rng(seed, "texture")
-        texture = SinusoidField.random(trng, n_waves=24, wavelength_mm=(8.0, 30.0),
-                                       std=float(trng.uniform(5.0, 9.0)))
-        shading = SinusoidField.random(trng, n_waves=6, wavelength_mm=(80.0, 250.0),
-                                       std=float(trng.uniform(3.0, 8.0)))
+        texture = SinusoidField.random(
+            trng, n_waves=24, wavelength_mm=(8.0, 30.0), std=float(trng.uniform(5.0, 9.0))
+        )
+        shading = SinusoidField.random(
+            trng, n_waves=6, wavelength_mm=(80.0, 250.0), std=float(trng.uniform(3.0, 8.0))
+        )
         noise_std = float(trng.uniform(8.0, 18.0))
         subject["noise_std_hu"] = round(noise_std, 4)
         proto = cls(seed, layers, texture, shading, noise_std, None, subject)  # type: ignore[arg-type]
@@ -256,14 +262,25 @@ def _sample_anatomy(rng: np.random.Generator) -> tuple[tuple[Layer, ...], dict[s
     rc = u(5.5, 7.0)  # spinal canal radius
     yc = yb - 0.85 * rb - rc - 1.0
     disc = ZBands(u(0.0, 30.0), u(26.0, 32.0), u(5.0, 7.0))
-    rib_bands = ZBands(u(0.0, 35.0), u(30.0, 38.0), u(7.0, 9.0), z_min_mm=u(-45.0, -25.0),
-                       slope=u(0.35, 0.55))
+    rib_bands = ZBands(
+        u(0.0, 35.0), u(30.0, 38.0), u(7.0, 9.0), z_min_mm=u(-45.0, -25.0), slope=u(0.35, 0.55)
+    )
     hu = {
-        "fat": u(-115.0, -90.0), "muscle": u(45.0, 55.0), "cavity": u(-40.0, -5.0),
-        "liver": u(55.0, 68.0), "spleen": u(42.0, 52.0), "kidney": u(28.0, 38.0),
-        "stomach": u(5.0, 20.0), "aorta": u(120.0, 150.0), "lung": u(-870.0, -820.0),
-        "heart": u(38.0, 48.0), "cortical": u(650.0, 800.0), "cancellous": u(200.0, 300.0),
-        "disc": u(80.0, 100.0), "csf": u(8.0, 18.0), "air": AIR_HU,
+        "fat": u(-115.0, -90.0),
+        "muscle": u(45.0, 55.0),
+        "cavity": u(-40.0, -5.0),
+        "liver": u(55.0, 68.0),
+        "spleen": u(42.0, 52.0),
+        "kidney": u(28.0, 38.0),
+        "stomach": u(5.0, 20.0),
+        "aorta": u(120.0, 150.0),
+        "lung": u(-870.0, -820.0),
+        "heart": u(38.0, 48.0),
+        "cortical": u(650.0, 800.0),
+        "cancellous": u(200.0, 300.0),
+        "disc": u(80.0, 100.0),
+        "csf": u(8.0, 18.0),
+        "air": AIR_HU,
     }
 
     def jitter(scale: float) -> np.ndarray:
@@ -288,8 +305,9 @@ def _sample_anatomy(rng: np.random.Generator) -> tuple[tuple[Layer, ...], dict[s
         "liver": Ellipsoid(tuple(liver_c), tuple(liver_r), small_rotation(rng, 12.0)),
         "spleen": Ellipsoid(tuple(spleen_c), tuple(spleen_r), small_rotation(rng, 15.0)),
         "kidney_right": Ellipsoid((kid_x, kid_y, kid_z), tuple(kid_r), small_rotation(rng, 12.0)),
-        "kidney_left": Ellipsoid((-kid_x, kid_y, kid_z + u(0.0, 10.0)), tuple(kid_r),
-                                 small_rotation(rng, 12.0)),
+        "kidney_left": Ellipsoid(
+            (-kid_x, kid_y, kid_z + u(0.0, 10.0)), tuple(kid_r), small_rotation(rng, 12.0)
+        ),
         "stomach": Ellipsoid(tuple(stomach_c), tuple(stomach_r), small_rotation(rng, 20.0)),
         "lung_right": Ellipsoid((0.5 * cx_r, cy - 4.0, lung_z), tuple(lung_r)),
         "lung_left": Ellipsoid((-0.5 * cx_r, cy - 4.0, lung_z + u(-5.0, 5.0)), tuple(lung_r)),
@@ -308,18 +326,28 @@ def _sample_anatomy(rng: np.random.Generator) -> tuple[tuple[Layer, ...], dict[s
     layers = (
         Layer("body", hu["fat"], 0.6, (Solid(body),)),
         Layer("muscle", hu["muscle"], 1.0, (Solid(inner_wall),)),
-        Layer("ribs", hu["cortical"] * 0.9, 2.0,
-              (Shell(inner_wall, wall / 2.0, 6.0), rib_bands, Sector((0.0, cy), 35.0))),
+        Layer(
+            "ribs",
+            hu["cortical"] * 0.9,
+            2.0,
+            (Shell(inner_wall, wall / 2.0, 6.0), rib_bands, Sector((0.0, cy), 35.0)),
+        ),
         Layer("cavity", hu["cavity"], 2.5, (Solid(cavity),)),
         Layer("paraspinal_r", hu["muscle"], 1.0, (Solid(para[0]),)),
         Layer("paraspinal_l", hu["muscle"], 1.0, (Solid(para[1]),)),
         Layer("liver", hu["liver"], 1.0, (Solid(ell["liver"]),), clip="cavity"),
         Layer("spleen", hu["spleen"], 1.0, (Solid(ell["spleen"]),), clip="cavity"),
         Layer("stomach", hu["stomach"], 1.0, (Solid(ell["stomach"]),), clip="cavity"),
-        Layer("gas", hu["air"] + 50.0, 0.0,
-              (Solid(ell["stomach"]),
-               Solid(Ellipsoid(tuple(gas_c), (40.0, 0.6 * stomach_r[1], 40.0)))),
-              clip="cavity"),
+        Layer(
+            "gas",
+            hu["air"] + 50.0,
+            0.0,
+            (
+                Solid(ell["stomach"]),
+                Solid(Ellipsoid(tuple(gas_c), (40.0, 0.6 * stomach_r[1], 40.0))),
+            ),
+            clip="cavity",
+        ),
         Layer("kidney_right", hu["kidney"], 1.0, (Solid(ell["kidney_right"]),), clip="cavity"),
         Layer("kidney_left", hu["kidney"], 1.0, (Solid(ell["kidney_left"]),), clip="cavity"),
         Layer("lung_right", hu["lung"], 2.0, (Solid(ell["lung_right"]),), clip="cavity"),
@@ -329,12 +357,24 @@ def _sample_anatomy(rng: np.random.Generator) -> tuple[tuple[Layer, ...], dict[s
         Layer("vertebral_body", hu["cortical"], 1.0, (Solid(vb),)),
         Layer("cancellous", hu["cancellous"], 3.0, (Solid(vb_core),)),
         Layer("disc", hu["disc"], 1.0, (Solid(vb), disc)),
-        Layer("arch", hu["cortical"] * 0.85, 2.0,
-              (Solid(arch_outer),
-               ZBands(disc.offset_mm, disc.period_mm, disc.thickness_mm, invert=True))),
-        Layer("spinous", hu["cortical"] * 0.85, 2.0,
-              (Solid(spinous),
-               ZBands(disc.offset_mm, disc.period_mm, disc.thickness_mm + 4.0, invert=True))),
+        Layer(
+            "arch",
+            hu["cortical"] * 0.85,
+            2.0,
+            (
+                Solid(arch_outer),
+                ZBands(disc.offset_mm, disc.period_mm, disc.thickness_mm, invert=True),
+            ),
+        ),
+        Layer(
+            "spinous",
+            hu["cortical"] * 0.85,
+            2.0,
+            (
+                Solid(spinous),
+                ZBands(disc.offset_mm, disc.period_mm, disc.thickness_mm + 4.0, invert=True),
+            ),
+        ),
         Layer("canal", hu["csf"], 0.5, (Solid(canal),)),
     )
     subject: dict[str, Any] = {
@@ -355,8 +395,9 @@ def _place_lesion(ph: Phantom, rng: np.random.Generator) -> PhantomLesion:
     shape = sample_lesion_shape(rng, LESION_RADIUS_MM)
     polarity = "hyper" if rng.random() < 0.5 else "hypo"
     contrast = float(rng.uniform(*LESION_CONTRAST_HU))
-    tex = SinusoidField.random(rng, n_waves=8, wavelength_mm=(4.0, 12.0),
-                               std=float(rng.uniform(2.0, 6.0)))
+    tex = SinusoidField.random(
+        rng, n_waves=8, wavelength_mm=(4.0, 12.0), std=float(rng.uniform(2.0, 6.0))
+    )
     dirs = fibonacci_sphere(96).T
     ell_by_name = {lay.name: lay.factors[0].ell for lay in ph.layers}
     organ_order = [organ] + [n for n in names if n != organ]
@@ -372,13 +413,15 @@ def _place_lesion(ph: Phantom, rng: np.random.Generator) -> PhantomLesion:
             centers = np.asarray(org.center)[None] + (v * np.asarray(org.radii)[None]) @ rot.T
             probe = np.concatenate(
                 [np.zeros((3, 1)), dirs * (0.5 * trial.extent_mm), dirs * (trial.extent_mm + 2.0)],
-                axis=1)
+                axis=1,
+            )
             pts = (centers.T[:, :, None] + probe[:, None, :]).reshape(3, -1)
             vis = ph.organ_visibility(pts)[candidate].reshape(n_try, -1)
             ok = np.flatnonzero(np.all(vis >= 0.999, axis=1))
             if ok.size:
-                return PhantomLesion(candidate, trial.with_center(centers[ok[0]]), polarity,
-                                     contrast, tex)
+                return PhantomLesion(
+                    candidate, trial.with_center(centers[ok[0]]), polarity, contrast, tex
+                )
             if min(trial.ellipsoid.radii) * 0.85 < 5.0:
                 break
             trial = trial.scaled(0.85)
