@@ -234,7 +234,7 @@ def make_phantom(
     Examples
     --------
     >>> s = make_phantom(0, lesion=True)
-    >>> s.image.array.shape, s.mask.array.max()
+    >>> s.image.array.shape, float(s.mask.array.max())
     ((1, 48, 48, 48), 1.0)
     """
     if not isinstance(lesion, bool | np.bool_):

@@ -1,0 +1,140 @@
+"""Tests of the MNI152-based brain studies."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+pytest.importorskip("nilearn")
+
+from medattr.data import make_mni_study, mni_reference
+from medattr.data.mni import _reference
+from medattr.errors import InputError
+
+
+def test_reference_loads_offline_and_has_plausible_geometry(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    _reference.cache_clear()
+    template, brain = mni_reference()
+    assert template.spatial_shape == (64, 64, 64)
+    assert template.spacing == (3.0, 3.0, 3.0)
+    np.testing.assert_array_equal(template.affine, brain.affine)
+    t, b = template.array[0], brain.array[0] > 0
+    assert t.min() >= 0.0 and t.max() == 1.0
+    litres = b.sum() * 27.0 / 1e6
+    assert 1.2 < litres < 2.2
+    near = ndimage.binary_dilation(b, iterations=2)
+    assert np.all(t[~near] < 0.1)  # skull-stripped: dark away from the brain
+    assert not (b[0].any() or b[-1].any() or b[:, 0].any() or b[:, -1].any()
+                or b[:, :, 0].any() or b[:, :, -1].any())
+    # the MNI origin (anterior commissure) lies in the brain
+    origin_vox = np.linalg.solve(template.affine, [0.0, 0.0, 0.0, 1.0])[:3].round().astype(int)
+    assert b[tuple(origin_vox)]
+
+
+def test_reference_is_left_right_symmetric_about_x_zero():
+    template, _ = mni_reference()
+    # the grid is centred on x = 0, so flipping axis i mirrors x -> -x
+    assert abs(template.affine[0, 3] + template.affine[0, 0] * 63 / 2) < 1e-9
+    t = template.array[0]
+    corr = np.corrcoef(t.ravel(), t[::-1].ravel())[0, 1]
+    assert corr > 0.95
+
+
+def test_unaugmented_noise_free_healthy_study_is_the_template():
+    template, brain = mni_reference()
+    s = make_mni_study(0, lesion=False, augment=False, noise=False)
+    np.testing.assert_array_equal(s.image.array, template.array)
+    np.testing.assert_array_equal(s.region.array, brain.array)
+
+
+def test_same_seed_identical_and_different_seeds_differ():
+    a = make_mni_study(21, lesion=True)
+    b = make_mni_study(21, lesion=True)
+    for name in ("image", "healthy", "mask", "region"):
+        np.testing.assert_array_equal(getattr(a, name).array, getattr(b, name).array)
+    assert a.params == b.params
+    c = make_mni_study(22, lesion=True)
+    assert np.abs(a.healthy.array - c.healthy.array).mean() > 0.01
+
+
+def test_output_does_not_depend_on_the_number_of_threads():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = make_mni_study(5, lesion=True)
+        torch.set_num_threads(max(2, before))
+        more = make_mni_study(5, lesion=True)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one.image.array, more.image.array)
+
+
+def test_augmentation_deforms_anatomy_mildly():
+    _, brain = mni_reference()
+    b0 = brain.array[0] > 0
+    for seed in (1, 2):
+        s = make_mni_study(seed, lesion=False, noise=False)
+        b = s.region.array[0] > 0
+        dice = 2 * (b & b0).sum() / (b.sum() + b0.sum())
+        assert 0.8 < dice < 0.995
+        assert s.image.array.min() >= 0.0 and s.image.array.max() <= 1.0
+
+
+def test_healthy_render_is_exactly_the_twin():
+    sick = make_mni_study(8, lesion=True)
+    well = make_mni_study(8, lesion=False)
+    np.testing.assert_array_equal(well.image.array, sick.healthy.array)
+    np.testing.assert_array_equal(well.image.array, well.healthy.array)
+    assert well.mask.array.sum() == 0 and well.label == 0 and well.params["lesion"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_image_differs_from_twin_only_inside_a_mask_within_the_brain(seed):
+    s = make_mni_study(seed, lesion=True)
+    m = s.mask.array > 0
+    diff = s.image.array - s.healthy.array
+    assert m.sum() >= 8 and s.label == 1
+    assert not np.any(diff[~m])
+    assert np.mean(diff[m] != 0) > 0.95
+    assert np.all(s.region.array[m] == 1)
+    assert s.params["lesion"]["voxels"] == int(m.sum())
+
+
+def test_lesions_vary_in_polarity_shape_and_size():
+    seen, shapes, sizes = set(), set(), []
+    for seed in range(8):
+        s = make_mni_study(seed, lesion=True, noise=False)
+        les = s.params["lesion"]
+        mean_diff = float(s.difference[s.mask.array > 0].mean())
+        assert np.sign(mean_diff) == (1 if les["polarity"] == "hyper" else -1)
+        seen.add(les["polarity"])
+        shapes.add(les["shape"])
+        sizes.append(les["volume_mm3"])
+    assert seen == {"hyper", "hypo"}
+    assert shapes == {"ellipsoid", "lobulated"}
+    assert max(sizes) > 3 * min(sizes)
+
+
+def test_other_grids_are_supported():
+    s = make_mni_study(0, lesion=True, shape=(40, 48, 40), spacing=4.0)
+    assert s.image.spatial_shape == (40, 48, 40) and s.image.spacing == (4.0, 4.0, 4.0)
+    assert s.mask.array.sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"seed": -3}, "seed"), ({"seed": 0, "shape": (64, 64)}, "shape"),
+     ({"seed": 0, "spacing": 0.0}, "spacing"), ({"seed": 0, "lesion": 1}, "lesion")],
+)
+def test_bad_arguments_raise_input_errors(kwargs, match):
+    kwargs.setdefault("lesion", True)
+    with pytest.raises(InputError, match=match):
+        make_mni_study(**kwargs)
