@@ -182,8 +182,9 @@ def generate_dataset(
     PosixPath('bench/datalist.json')
     """
     k = StudyKind.parse(kind)
-    plan = plan_dataset(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-                        lesion_fraction=lesion_fraction)
+    plan = plan_dataset(
+        n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, lesion_fraction=lesion_fraction
+    )
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise InputError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     out = Path(out_dir)
@@ -191,8 +192,10 @@ def generate_dataset(
         raise InputError("exists and is not a directory", out)
     existing = [n for n in ("datalist.json", *SPLITS) if (out / n).exists()]
     if existing and not overwrite:
-        raise InputError(f"already holds a dataset ({', '.join(existing)}); pass overwrite=True "
-                         "to replace it", out)
+        raise InputError(
+            f"already holds a dataset ({', '.join(existing)}); pass overwrite=True to replace it",
+            out,
+        )
     # fail before writing anything if the generator cannot run (e.g. nilearn missing)
     probe = make_study(k, _first_seed(plan), lesion=False, shape=shape, spacing=spacing)
 
@@ -200,8 +203,11 @@ def generate_dataset(
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".medattr-dataset-", dir=out))
     try:
-        jobs = [(k.value, s, lab, str(staging / name), name, shape, spacing)
-                for name in SPLITS for s, lab in plan[name]]
+        jobs = [
+            (k.value, s, lab, str(staging / name), name, shape, spacing)
+            for name in SPLITS
+            for s, lab in plan[name]
+        ]
         if num_workers > 0 and len(jobs) > 1:
             # fork (as torch's DataLoader does on Linux): no re-import, no __main__ guard needed
             methods = multiprocessing.get_all_start_methods()
@@ -227,8 +233,9 @@ def generate_dataset(
         for name in SPLITS:
             datalist[name] = [next(it) for _ in plan[name]]
             (staging / name).mkdir(exist_ok=True)
-        (staging / "datalist.json").write_text(json.dumps(datalist, indent=2) + "\n",
-                                               encoding="utf-8")
+        (staging / "datalist.json").write_text(
+            json.dumps(datalist, indent=2) + "\n", encoding="utf-8"
+        )
         trash = Path(tempfile.mkdtemp(prefix=".medattr-old-", dir=out))
         for name in existing:
             os.replace(out / name, trash / name)
@@ -286,15 +293,23 @@ def _write_study(
     study = make_study(kind, seed, lesion=bool(label), shape=shape, spacing=spacing)
     stem = f"{kind}_s{seed}"
     entry: dict[str, Any] = {}
-    vols = {"image": study.image, "healthy": study.healthy, "mask": study.mask,
-            "region": study.region}
+    vols = {
+        "image": study.image,
+        "healthy": study.healthy,
+        "mask": study.mask,
+        "region": study.region,
+    }
     for key in _FILES:
         vol = vols[key]
         if vol is None:
             continue
         rel = f"{split}/{stem}_{key}.nii.gz"
-        write_nifti(Path(split_dir) / f"{stem}_{key}.nii.gz", vol.array, vol.affine,
-                    description=f"medattr {kind} seed {seed} {key}")
+        write_nifti(
+            Path(split_dir) / f"{stem}_{key}.nii.gz",
+            vol.array,
+            vol.affine,
+            description=f"medattr {kind} seed {seed} {key}",
+        )
         entry[key] = rel
     entry["label"] = int(label)
     entry["seed"] = int(seed)

@@ -117,8 +117,10 @@ def mni_reference(
     """
     shp, sp = _grid_key(shape, spacing)
     ref = _reference(shp, sp)
-    return (Volume(ref.template[None].copy(), ref.affine.copy()),
-            Volume(ref.brain[None].astype(np.float32), ref.affine.copy()))
+    return (
+        Volume(ref.template[None].copy(), ref.affine.copy()),
+        Volume(ref.brain[None].astype(np.float32), ref.affine.copy()),
+    )
 
 
 def make_mni_study(
@@ -246,10 +248,13 @@ def _elastic_displacement(
     noise = rng.uniform(-1.0, 1.0, size=(3, *coarse))
     field = np.stack([ndimage.gaussian_filter(c, sigma, mode="wrap") for c in noise])
     field *= rms / max(float(np.sqrt(np.mean(np.sum(field**2, axis=0)))), 1e-12)
-    up = torch.nn.functional.interpolate(torch.from_numpy(field[None]), size=shape,
-                                         mode="trilinear", align_corners=True)[0]
-    return up.numpy(), {"elastic_sigma_vox": round(sigma * _ELASTIC_FACTOR, 6),
-                        "elastic_rms_vox": round(rms, 6)}
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(field[None]), size=shape, mode="trilinear", align_corners=True
+    )[0]
+    return up.numpy(), {
+        "elastic_sigma_vox": round(sigma * _ELASTIC_FACTOR, 6),
+        "elastic_rms_vox": round(rms, 6),
+    }
 
 
 def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -266,7 +271,8 @@ def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[s
     grid = torch.as_tensor(create_grid(spatial_size=shape, dtype=np.float32))
     grid[:3] += torch.from_numpy(disp.astype(np.float32))
     affine_grid = RandAffineGrid(
-        rotate_range=(np.deg2rad(6.0),) * 3, scale_range=((-0.02, 0.08),) * 3,
+        rotate_range=(np.deg2rad(6.0),) * 3,
+        scale_range=((-0.02, 0.08),) * 3,
         translate_range=(1.0,) * 3,
     )
     affine_grid.set_random_state(seed=s)
@@ -284,8 +290,12 @@ def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[s
         img = convert_to_numpy(gamma(torch.from_numpy(img)), dtype=np.float32)
     brain = warped[1] >= 0.5
     info: dict[str, Any] = {
-        "transforms": ["elastic displacement", "RandAffineGrid + Resample", "RandBiasField",
-                       "RandAdjustContrast"],
+        "transforms": [
+            "elastic displacement",
+            "RandAffineGrid + Resample",
+            "RandBiasField",
+            "RandAdjustContrast",
+        ],
         "monai_seed": s,
         "rotate_rad": _rounded(affine_grid.rotate_params),
         "scale": _rounded(affine_grid.scale_params),
@@ -308,8 +318,9 @@ def _insert_lesion(
     shape = sample_lesion_shape(rng, MNI_LESION_RADIUS_MM)
     polarity = "hyper" if rng.random() < 0.5 else "hypo"
     contrast = float(rng.uniform(*_CONTRAST))
-    tex = SinusoidField.random(rng, n_waves=8, wavelength_mm=(4.0, 12.0),
-                               std=float(rng.uniform(0.005, 0.02)))
+    tex = SinusoidField.random(
+        rng, n_waves=8, wavelength_mm=(4.0, 12.0), std=float(rng.uniform(0.005, 0.02))
+    )
     sp = np.linalg.norm(affine[:3, :3], axis=0)
     depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
     while True:
@@ -338,15 +349,18 @@ def _insert_lesion(
     weight[box] = w
     values = clean.copy()
     support = w > 0
-    params: dict[str, Any] = {"polarity": polarity, "contrast": round(contrast, 6),
-                              **shape.to_params()}
+    params: dict[str, Any] = {
+        "polarity": polarity,
+        "contrast": round(contrast, 6),
+        **shape.to_params(),
+    }
     if support.any():
         local = clean[box]
         m = float(local[support].mean())
-        level = float(np.clip(m * (1.0 + contrast if polarity == "hyper" else 1.0 - contrast),
-                              0.03, 1.0))
+        level = float(
+            np.clip(m * (1.0 + contrast if polarity == "hyper" else 1.0 - contrast), 0.03, 1.0)
+        )
         target = level + tex(pts).reshape(sub_shape)
         values[box] = local + w * (target - local)
         params.update(tissue_mean=round(m, 6), lesion_level=round(level, 6))
     return values, weight, params
-

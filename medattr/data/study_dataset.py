@@ -103,8 +103,9 @@ class StudyDataset(Dataset):
         """
         if split not in SPLITS:
             raise InputError(f"split must be one of {SPLITS}, got {split!r}")
-        plan = plan_dataset(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-                            lesion_fraction=lesion_fraction)[split]
+        plan = plan_dataset(
+            n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, lesion_fraction=lesion_fraction
+        )[split]
         return cls(kind, [s for s, _ in plan], [lab for _, lab in plan], **kwargs)
 
     def __len__(self) -> int:
@@ -125,10 +126,15 @@ class StudyDataset(Dataset):
 
     def _generate(self, index: int) -> dict[str, Any]:
         seed, label = self.seeds[index], self.labels[index]
-        study = make_study(self.kind, seed, lesion=bool(label), shape=self.shape,
-                           spacing=self.spacing)
-        vols = {"image": study.image, "healthy": study.healthy, "mask": study.mask,
-                "region": study.region}
+        study = make_study(
+            self.kind, seed, lesion=bool(label), shape=self.shape, spacing=self.spacing
+        )
+        vols = {
+            "image": study.image,
+            "healthy": study.healthy,
+            "mask": study.mask,
+            "region": study.region,
+        }
         item: dict[str, Any] = {}
         for key in self.keys:
             if key in vols:
