@@ -128,8 +128,10 @@ def _add_explain_options(p: argparse.ArgumentParser) -> None:
         metavar="|".join((*BASELINES, "file:PATH")),
         help="what 'absence of signal' is: zero (in model units), constant (--baseline-value "
         "in source units, e.g. -1000 HU; default each input's minimum), blur "
-        "(--blur-sigma-mm), noise-uniform, noise-gaussian, or file:PATH, a volume on "
-        "the input's grid",
+        "(--blur-sigma-mm), noise-uniform, noise-gaussian, vae-recon (healthy-VAE "
+        "reconstruction), vae-guided (latent optimised until the classifier calls it "
+        "healthy), vae-guided-residual (the same plus the input's VAE residual), or "
+        "file:PATH, a volume on the input's grid",
     )
     g.add_argument("--blur-sigma-mm", type=float, default=10.0, help="blur baseline sigma in mm")
     g.add_argument(
@@ -143,6 +145,22 @@ def _add_explain_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.2,
         help="noise-gaussian baseline sigma as a fraction of the input's range",
+    )
+    g.add_argument(
+        "--vae",
+        default=None,
+        help="vae-* baselines: the healthy-only VAE (TorchScript with encode/decode, bundle "
+        "directory, or builtin:mni-vae); default: the VAE paired with the model",
+    )
+    g.add_argument(
+        "--cf-threshold",
+        type=float,
+        default=0.2,
+        help="vae-guided*: disease probability at or below which the counterfactual counts "
+        "as healthy",
+    )
+    g.add_argument(
+        "--cf-steps", type=int, default=150, help="vae-guided*: bound on latent optimisation steps"
     )
     g.add_argument("--seed", type=int, default=0, help="seed for every random choice")
 
@@ -262,6 +280,9 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         ratio=args.ratio,
         references=list(args.references),
         eg_samples=args.eg_samples,
+        vae=args.vae,
+        cf_threshold=args.cf_threshold,
+        cf_steps=args.cf_steps,
         seed=args.seed,
         formats=args.formats,
     )

@@ -11,6 +11,7 @@ embedded in an inference pipeline::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -47,6 +48,8 @@ from medattr.preprocess import Preprocessed, Preprocessor
 from medattr.targets import ClassTarget, SegmentationTarget, Target
 from medattr.volume import Volume
 
+log = logging.getLogger("medattr")
+
 __all__ = [
     "BASELINES",
     "METHODS",
@@ -58,7 +61,17 @@ __all__ = [
 ]
 
 METHODS = ("ig", "smoothgrad", "split-ig", "expected-gradients")
-BASELINES = ("zero", "constant", "blur", "noise-uniform", "noise-gaussian")
+BASELINES = (
+    "zero",
+    "constant",
+    "blur",
+    "noise-uniform",
+    "noise-gaussian",
+    "vae-recon",
+    "vae-guided",
+    "vae-guided-residual",
+)
+COUNTERFACTUAL_BASELINES = ("vae-recon", "vae-guided", "vae-guided-residual")
 OUTPUT_FORMATS = ("nifti", "png")
 MANIFEST_VERSION = 1
 
@@ -95,8 +108,13 @@ class ExplainConfig:
     ratio
         Split IG saturation ratio.
     references, eg_samples
-        Expected Gradients: reference volumes (paths, or ``"builtin:phantom"`` for generated
-        healthy phantoms) and draws per input.
+        Expected Gradients: reference volumes (paths, or ``"builtin:phantom"`` /
+        ``"builtin:mni"`` for generated healthy subjects) and draws per input.
+    vae
+        Counterfactual baselines: the healthy-only VAE (TorchScript path, bundle directory, or
+        ``"builtin:mni-vae"``).
+    cf_threshold, cf_steps
+        Guided counterfactuals: disease probability that counts as healthy; step bound.
     seed
         For every random choice.
     formats
@@ -124,6 +142,9 @@ class ExplainConfig:
     ratio: float = 0.9
     references: list[str] = field(default_factory=list)
     eg_samples: int = 32
+    vae: str | None = None
+    cf_threshold: float = 0.2
+    cf_steps: int = 150
     seed: int = 0
     formats: tuple[str, ...] = OUTPUT_FORMATS
 
@@ -238,6 +259,21 @@ class Explainer:
             return UniformNoiseBaseline(seed=c.seed)
         if name == "noise-gaussian":
             return GaussianNoiseBaseline(sigma_fraction=c.noise_sigma_fraction, seed=c.seed)
+        if name in COUNTERFACTUAL_BASELINES:
+            from medattr.baselines.counterfactual import (
+                VAEGuidedBaseline,
+                VAEGuidedResidualBaseline,
+                VAEReconstructionBaseline,
+            )
+
+            vae = self._vae()
+            disease = self._disease_class()
+            if name == "vae-recon":
+                return VAEReconstructionBaseline(
+                    vae, disease_class=disease, threshold=c.cf_threshold
+                )
+            cls = VAEGuidedBaseline if name == "vae-guided" else VAEGuidedResidualBaseline
+            return cls(vae, disease_class=disease, threshold=c.cf_threshold, max_steps=c.cf_steps)
         if name.startswith("file:"):
             path = name[5:]
             other = read_input(path)
@@ -255,6 +291,23 @@ class Explainer:
             )
         raise InputError(f"unknown baseline {name!r}")
 
+    def _vae(self) -> Any:
+        if getattr(self, "_vae_cache", None) is None:
+            from medattr.generative import load_vae
+
+            path = self.config.vae or _default_vae(self.model)
+            if path is None:
+                raise InputError(
+                    "counterfactual baselines need a VAE (--vae PATH); this model has no "
+                    "paired default"
+                )
+            self._vae_cache = load_vae(path, self.device)
+        return self._vae_cache
+
+    def _disease_class(self) -> int:
+        t = self.config.target if self.config.target is not None else self.model.spec.default_target
+        return t if isinstance(t, int) else 1
+
     def references(self) -> torch.Tensor:
         """Reference bank for Expected Gradients, on the model grid."""
         refs = []
@@ -264,6 +317,31 @@ class Explainer:
             else:
                 refs.append(self.preprocessor(read_input(ref)).image[0])
         return torch.stack(refs).to(self.device)
+
+    def _baseline_check(self, b: torch.Tensor, target: Target) -> dict[str, Any]:
+        """Class probabilities at the baseline; flag one still assigned the target class."""
+        if self.model.spec.task != "classification":
+            return {}
+        with torch.no_grad():
+            out = self.model.module(b).float()
+        probs = torch.softmax(out, 1)[0] if out.shape[1] > 1 else torch.sigmoid(out[0])
+        predicted = int(probs.argmax()) if out.shape[1] > 1 else int(probs[0] > 0.5)
+        t = getattr(target, "index", None)
+        info: dict[str, Any] = {
+            "class_probabilities": [float(v) for v in probs],
+            "predicted_class": predicted,
+        }
+        if isinstance(t, int):
+            info["still_target_class"] = predicted == t
+            if predicted == t:
+                log.warning(
+                    "the baseline (%s) is still classified as %r (p = %.2f): it does not "
+                    "represent the absence of what is being explained",
+                    self.config.baseline,
+                    self.model.spec.class_names[t] if t < len(self.model.spec.class_names) else t,
+                    float(probs[t]),
+                )
+        return info
 
     def check_model(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model once on the prepared input; a failure is the model's or the input's."""
@@ -323,7 +401,7 @@ class Explainer:
                 x, BaselineContext(spacing=pre.spacing, forward_func=model, target=bound)
             )
             b = torch.where(valid, res.baselines, x)
-            baseline_info = {**baseline.describe(), **res.info}
+            baseline_info = {**baseline.describe(), **res.info, **self._baseline_check(b, target)}
         timings["baseline"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -542,14 +620,26 @@ def _json_default(o: Any) -> Any:
 def _builtin_references(
     name: str, pre: Preprocessor, seed: int, count: int = 8
 ) -> list[torch.Tensor]:
+    """Healthy subjects from the generators, seeds disjoint from the shipped models' training."""
     kind = name.split(":", 1)[1]
-    if kind != "phantom":
-        raise InputError(f"unknown built-in reference set {name!r}; available: builtin:phantom")
-    from medattr.data.phantoms import make_phantom
+    seeds = [900_000 + seed * 97 + k for k in range(count)]
+    if kind == "phantom":
+        from medattr.data.phantoms import make_phantom
 
-    return [
-        pre(make_phantom(10_000 + seed * 97 + k, lesion=False).image).image[0] for k in range(count)
-    ]
+        return [pre(make_phantom(s, lesion=False).image).image[0] for s in seeds]
+    if kind == "mni":
+        from medattr.data.mni import make_mni_study
+
+        return [pre(make_mni_study(s, lesion=False).image).image[0] for s in seeds]
+    raise InputError(
+        f"unknown built-in reference set {name!r}; available: builtin:phantom, builtin:mni"
+    )
+
+
+def _default_vae(model: LoadedModel) -> str | None:
+    """The VAE shipped with a shipped classifier (same grid and intensity contract)."""
+    paired = model.spec.extra.get("paired_vae")
+    return str(paired) if paired else None
 
 
 def explain_paths(

@@ -16,7 +16,14 @@ import torch
 from medattr.errors import ModelError
 from medattr.models.spec import ModelSpec
 
-__all__ = ["BUILTIN_MODELS", "LoadedModel", "builtin_model_path", "file_sha256", "load_model"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "LoadedModel",
+    "builtin_model_path",
+    "file_sha256",
+    "load_model",
+    "load_torchscript",
+]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -100,7 +107,8 @@ def _spec_from_metadata(meta: dict[str, Any], source: str) -> ModelSpec:
     return spec
 
 
-def _load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a TorchScript file and the ``metadata.json`` stored in it (``{}`` if none)."""
     if not zipfile.is_zipfile(path):
         raise ModelError("not a TorchScript file (not a zip archive)", path)
     extra = {"metadata.json": ""}
@@ -130,7 +138,7 @@ def _load_bundle(root: Path, device: torch.device) -> tuple[torch.nn.Module, dic
         meta = json.loads(meta_file.read_text())
     ts = root / "models" / "model.ts"
     if ts.exists():
-        module, ts_meta = _load_torchscript(ts, device)
+        module, ts_meta = load_torchscript(ts, device)
         return module, {**ts_meta, **meta}, ts
     weights = root / "models" / "model.pt"
     config = next(
@@ -194,7 +202,7 @@ def load_model(
         module, meta, weights = _load_bundle(path, dev)
         kind = "bundle"
     else:
-        module, meta = _load_torchscript(path, dev)
+        module, meta = load_torchscript(path, dev)
         weights, kind = path, "torchscript"
     module.eval()
     if isinstance(spec, ModelSpec):
