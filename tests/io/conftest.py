@@ -1,0 +1,284 @@
+"""DICOM test fixtures: synthetic series sampled from an analytic phantom, and tool lookup.
+
+The phantom is defined in patient coordinates (LPS, mm), so any series -- axial, oblique,
+descending, multi-frame -- can be sampled from it and a reader's geometry checked voxel by
+voxel against the formula. Input fixtures are written with plain pydicom; medattr's own
+outputs are written by highdicom in the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+# Patient identifiers of the fixtures: tests check that none of them leaks into messages.
+PATIENT = {
+    "PatientName": "Synthetic^Phantom",
+    "PatientID": "SYNTH-4711",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "O",
+}
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+
+
+def phantom_lps(points: np.ndarray) -> np.ndarray:
+    """HU-like values of the analytic phantom at LPS points ``(..., 3)`` in mm.
+
+    A body ellipsoid with a left-right ramp, a bright posterior "spine" cylinder and a
+    lesion sphere at the patient's left, anterior, superior: no symmetry hides a flip.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    body = (x / 70.0) ** 2 + (y / 55.0) ** 2 + (z / 60.0) ** 2 <= 1.0
+    out = np.where(body, 40.0 + 0.5 * x, -1000.0)
+    spine = ((x - 0.0) ** 2 + (y - 35.0) ** 2 <= 10.0**2) & body
+    out = np.where(spine, 700.0, out)
+    lesion = (x - 25.0) ** 2 + (y + 20.0) ** 2 + (z - 15.0) ** 2 <= 9.0**2
+    return np.where(lesion, 250.0, out)
+
+
+LESION_LPS = np.array([25.0, -20.0, 15.0])
+
+
+def _base_dataset(sop_class: str, modality: str, study_uid: str, series_uid: str,
+                  for_uid: str, series_number: int, description: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = generate_uid()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.Modality = modality
+    for k, v in PATIENT.items():
+        setattr(ds, k, v)
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = for_uid
+    ds.PositionReferenceIndicator = ""
+    ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.SeriesDate = "20240102"
+    ds.SeriesTime = "101600"
+    ds.AccessionNumber = "ACC-0042"
+    ds.StudyID = "S1"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "Phantom study"
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.Manufacturer = "medattr tests"
+    ds.BodyPartExamined = "CHEST"
+    ds.PatientPosition = "HFS"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    return ds
+
+
+def _frame_points(origin: np.ndarray, u: np.ndarray, v: np.ndarray, rows: int, cols: int,
+                  spacing: tuple[float, float]) -> np.ndarray:
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return (origin[None, None, :] + c[..., None] * spacing[1] * u[None, None, :]
+            + r[..., None] * spacing[0] * v[None, None, :])
+
+
+class SeriesSpec:
+    """Geometry of a synthetic series; ``positions`` overrides the regular stack."""
+
+    def __init__(self, rows: int = 40, cols: int = 48, n: int = 12,
+                 spacing: tuple[float, float] = (3.0, 3.0), step: float = 5.0,
+                 orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+                 origin: Sequence[float] | None = None,
+                 positions: Sequence[Sequence[float]] | None = None) -> None:
+        self.rows, self.cols, self.n = rows, cols, n
+        self.spacing, self.step = spacing, step
+        o = np.asarray(orientation, dtype=np.float64)
+        self.u = o[:3] / np.linalg.norm(o[:3])
+        self.v = o[3:] / np.linalg.norm(o[3:])
+        self.normal = np.cross(self.u, self.v)
+        if origin is None:  # centre the stack on the phantom
+            origin = (-(cols - 1) / 2 * spacing[1] * self.u - (rows - 1) / 2 * spacing[0] * self.v
+                      - (n - 1) / 2 * step * self.normal)
+        self.origin = np.asarray(origin, dtype=np.float64)
+        if positions is None:
+            positions = [self.origin + k * step * self.normal for k in range(n)]
+        self.positions = [np.asarray(p, dtype=np.float64) for p in positions]
+
+    @property
+    def orientation(self) -> list[float]:
+        return [float(x) for x in (*self.u, *self.v)]
+
+
+def write_series(
+    directory: Path,
+    spec: SeriesSpec | None = None,
+    *,
+    study_uid: str | None = None,
+    for_uid: str | None = None,
+    series_uid: str | None = None,
+    series_number: int = 3,
+    description: str = "Phantom axial",
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    instance_order: str = "descending",
+    transfer_syntax: str | None = None,
+) -> list[Path]:
+    """Single-frame CT slices of the phantom, one file each; returns the paths (slice order).
+
+    ``instance_order="descending"`` numbers instances against the position order, so a
+    reader sorting by InstanceNumber gets the volume upside down.
+    """
+    spec = spec or SeriesSpec()
+    directory.mkdir(parents=True, exist_ok=True)
+    study_uid = study_uid or generate_uid()
+    series_uid = series_uid or generate_uid()
+    for_uid = for_uid or generate_uid()
+    paths = []
+    n = len(spec.positions)
+    for k, pos in enumerate(spec.positions):
+        ds = _base_dataset(CT_IMAGE, "CT", study_uid, series_uid, for_uid, series_number,
+                           description)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.InstanceNumber = {"descending": n - k, "ascending": k + 1}.get(instance_order, 1 + (
+            (7 * k) % n))
+        ds.ImagePositionPatient = [round(float(x), 4) for x in pos]
+        ds.ImageOrientationPatient = [round(x, 6) for x in spec.orientation]
+        ds.PixelSpacing = [spec.spacing[0], spec.spacing[1]]
+        ds.SliceThickness = spec.step
+        ds.KVP = "120"
+        ds.AcquisitionNumber = 1
+        ds.Rows, ds.Columns = spec.rows, spec.cols
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept
+        ds.RescaleType = "HU"
+        hu = phantom_lps(_frame_points(pos, spec.u, spec.v, spec.rows, spec.cols, spec.spacing))
+        stored = np.round((hu - intercept) / slope).astype(np.int16)
+        ds.PixelData = stored.tobytes()
+        if transfer_syntax is not None:
+            ds.compress(transfer_syntax)
+        path = directory / f"slice{k:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def write_enhanced(path: Path, spec: SeriesSpec | None = None, *, descending: bool = True,
+                   slope: float = 0.5, intercept: float = -1000.0, series_number: int = 7,
+                   study_uid: str | None = None, for_uid: str | None = None) -> Path:
+    """One Enhanced CT file holding the whole stack, frames stored in descending order."""
+    spec = spec or SeriesSpec()
+    order = list(range(len(spec.positions)))[::-1] if descending else list(
+        range(len(spec.positions)))
+    ds = _base_dataset(ENHANCED_CT, "CT", study_uid or generate_uid(), generate_uid(),
+                       for_uid or generate_uid(), series_number, "Phantom enhanced")
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = "20240102", "101700"
+    ds.AcquisitionDateTime = "20240102101700"
+    ds.NumberOfFrames = len(order)
+    ds.Rows, ds.Columns = spec.rows, spec.cols
+    shared = Dataset()
+    meas = Dataset()
+    meas.PixelSpacing = [spec.spacing[0], spec.spacing[1]]
+    meas.SliceThickness = spec.step
+    shared.PixelMeasuresSequence = [meas]
+    ori = Dataset()
+    ori.ImageOrientationPatient = spec.orientation
+    shared.PlaneOrientationSequence = [ori]
+    pvt = Dataset()
+    pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = slope, intercept, "HU"
+    shared.PixelValueTransformationSequence = [pvt]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per = []
+    frames = []
+    for idx, k in enumerate(order):
+        item = Dataset()
+        pos = Dataset()
+        pos.ImagePositionPatient = [round(float(x), 4) for x in spec.positions[k]]
+        item.PlanePositionSequence = [pos]
+        content = Dataset()
+        content.InStackPositionNumber = k + 1
+        content.DimensionIndexValues = [idx + 1]
+        item.FrameContentSequence = [content]
+        per.append(item)
+        hu = phantom_lps(_frame_points(spec.positions[k], spec.u, spec.v, spec.rows, spec.cols,
+                                       spec.spacing))
+        frames.append(np.round((hu - intercept) / slope).astype(np.int16))
+    ds.PerFrameFunctionalGroupsSequence = per
+    ds.PixelData = np.stack(frames).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def tool(name: str) -> str:
+    """Path of a command-line tool; in CI a missing tool fails the test, elsewhere it skips."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} not installed (Debian packages: see .ci/run)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def series_factory(tmp_path: Path) -> Callable[..., list[Path]]:
+    """``make(name, spec=None, **kw)`` writes a synthetic series under ``tmp_path / name``."""
+
+    def make(name: str, spec: SeriesSpec | None = None, **kw) -> list[Path]:
+        return write_series(tmp_path / name, spec, **kw)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def axial_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regular axial phantom series (instances numbered against position order)."""
+    d = tmp_path_factory.mktemp("axial") / "CT"
+    write_series(d, slope=0.5, intercept=-1000.0)
+    return d
+
+
+@pytest.fixture(scope="session")
+def ct5n() -> Path:
+    """pydicom's five-slice CT whose InstanceNumber runs opposite to z."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("dicomdirtests/98892001/CT5N")
+    if path is None:
+        pytest.fail("pydicom test data dicomdirtests/98892001/CT5N is missing")
+    return Path(path)
+
+
+def read_header(path: Path) -> Dataset:
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+@pytest.fixture(scope="session")
+def synth() -> SimpleNamespace:
+    """The fixture builders, for tests that need their own variants."""
+    return SimpleNamespace(
+        SeriesSpec=SeriesSpec, write_series=write_series, write_enhanced=write_enhanced,
+        phantom_lps=phantom_lps, lesion_lps=LESION_LPS, patient=PATIENT, tool=tool,
+        read_header=read_header,
+    )
