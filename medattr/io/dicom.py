@@ -78,6 +78,9 @@ class DicomReference:
         ``(4, 4)`` map from voxel ``(i, j, k)`` (column, row, slice) to LPS mm.
     resampled
         ``True`` if the grid was interpolated and no longer coincides with ``slices``.
+    slice_thickness
+        The source's nominal slice thickness in mm (SliceThickness, from the functional
+        groups for Enhanced images), if given.
     """
 
     study_instance_uid: str
@@ -90,6 +93,7 @@ class DicomReference:
     datasets: tuple[Dataset, ...] = field(repr=False)
     affine_lps: np.ndarray = field(repr=False)
     resampled: bool = False
+    slice_thickness: float | None = None
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -302,6 +306,7 @@ def read_dicom_series(
         datasets=tuple(datasets),
         affine_lps=grid.affine_lps,
         resampled=bool(problems),
+        slice_thickness=used[0].thickness,
     )
     shape = grid.data.shape
     spacing = np.linalg.norm(grid.affine_lps[:3, :3], axis=0)

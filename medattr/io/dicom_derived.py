@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.valuerep import DSfloat
 
 from medattr._version import __version__
 from medattr.errors import InputError
@@ -128,6 +129,11 @@ class AlgorithmInfo:
         )
 
 
+def ds_value(x: float) -> DSfloat:
+    """``x`` as a DS value of at most 16 characters (the VR's limit)."""
+    return DSfloat(float(x), auto_format=True)
+
+
 def series_description(kind: str, algorithm: AlgorithmInfo) -> str:
     """``"<kind> <method> <baseline> - NOT FOR DIAGNOSTIC USE"`` within the 64-character LO."""
     tail = f" - {NOT_FOR_DIAGNOSIS}"
@@ -150,12 +156,9 @@ class DerivedGeometry:
     @property
     def slice_thickness(self) -> float:
         """The source's SliceThickness when the grid is the source's own, else the step."""
-        value = self.ref.datasets[0].get("SliceThickness")
-        try:
-            if not self.ref.resampled and value not in (None, "") and float(value) > 0:
-                return float(value)
-        except (TypeError, ValueError):
-            pass
+        thickness = self.ref.slice_thickness
+        if not self.ref.resampled and thickness is not None and thickness > 0:
+            return thickness
         return self.slice_step
 
     def plane_kwargs(self) -> dict[str, object]:

@@ -27,6 +27,7 @@ from medattr.io.dicom_derived import (
     NOT_FOR_DIAGNOSIS,
     AlgorithmInfo,
     derived_geometry,
+    ds_value,
     series_description,
     staged_series,
 )
@@ -170,17 +171,22 @@ def _add_plane(sc: Dataset, geo: Any, index: int, template: Dataset) -> None:
     """Image Plane and Frame of Reference attributes that put the slice in the patient."""
     sc.FrameOfReferenceUID = geo.ref.frame_of_reference_uid
     sc.PositionReferenceIndicator = template.get("PositionReferenceIndicator", "") or ""
-    sc.ImagePositionPatient = [float(x) for x in geo.positions[index]]
-    sc.ImageOrientationPatient = [float(x) for x in geo.orientation]
-    sc.SliceThickness = geo.slice_thickness
+    sc.ImagePositionPatient = [ds_value(x) for x in geo.positions[index]]
+    sc.ImageOrientationPatient = [ds_value(x) for x in geo.orientation]
+    sc.SliceThickness = ds_value(geo.slice_thickness)
     normal = np.cross(geo.orientation[:3], geo.orientation[3:])
-    sc.SliceLocation = float(np.dot(geo.positions[index], normal))
+    sc.SliceLocation = ds_value(float(np.dot(geo.positions[index], normal)))
 
 
 def _add_provenance(sc: Dataset, geo: Any, index: int, algorithm: AlgorithmInfo) -> None:
     """Derivation, source image reference and the not-for-diagnosis notice."""
-    if "BodyPartExamined" in geo.ref.datasets[0]:
-        sc.BodyPartExamined = geo.ref.datasets[0].BodyPartExamined
+    source = geo.ref.datasets[0]
+    if source.get("BodyPartExamined"):
+        sc.BodyPartExamined = source.BodyPartExamined
+    if "Laterality" in source:
+        sc.Laterality = source.Laterality
+    elif not source.get("BodyPartExamined"):
+        sc.Laterality = ""  # Type 2C: unknown, since the body part does not say it is unpaired
     sc.BurnedInAnnotation = "NO"
     sc.RecognizableVisualFeatures = "NO"
     sc.LossyImageCompression = "00"

@@ -173,6 +173,7 @@ def write_dicom_seg(
         content_description=f"{label}. {NOT_FOR_DIAGNOSIS}"[:64],
         transfer_syntax_uid=ExplicitVRLittleEndian,
         omit_empty_frames=bool(mask.any()),
+        contributing_equipment=[algorithm.contributing_equipment()],
         series_description=series_description(f"SEG top {top_percent:g}%", algorithm),
         **geo.plane_kwargs(),
         **hd_opts,

@@ -201,7 +201,7 @@ def write_enhanced(path: Path, spec: SeriesSpec | None = None, *, descending: bo
     meas.SliceThickness = spec.step
     shared.PixelMeasuresSequence = [meas]
     ori = Dataset()
-    ori.ImageOrientationPatient = spec.orientation
+    ori.ImageOrientationPatient = [round(x, 6) for x in spec.orientation]
     shared.PlaneOrientationSequence = [ori]
     pvt = Dataset()
     pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = slope, intercept, "HU"
@@ -280,5 +280,67 @@ def synth() -> SimpleNamespace:
     return SimpleNamespace(
         SeriesSpec=SeriesSpec, write_series=write_series, write_enhanced=write_enhanced,
         phantom_lps=phantom_lps, lesion_lps=LESION_LPS, patient=PATIENT, tool=tool,
-        read_header=read_header,
+        read_header=read_header, frames_with_positions=frames_with_positions,
+        grid_index=grid_index, hot_attribution=hot_attribution,
+    )
+
+
+def frames_with_positions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a multi-frame file and their ImagePositionPatient, read with plain pydicom."""
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if arr.ndim == 2:
+        arr = arr[None]
+    pos = np.array([
+        [float(x) for x in item.PlanePositionSequence[0].ImagePositionPatient]
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ])
+    return pos, arr
+
+
+def grid_index(ref, position: np.ndarray) -> int:
+    """Slice index k of an LPS plane position on the reference grid (checks it lies on it)."""
+    aff = ref.affine_lps
+    ijk = np.linalg.solve(aff[:3, :3], np.asarray(position) - aff[:3, 3])
+    np.testing.assert_allclose(ijk[:2], 0.0, atol=1e-3)
+    k = int(np.rint(ijk[2]))
+    assert abs(ijk[2] - k) < 1e-3
+    return k
+
+
+def hot_attribution(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """A smooth signed attribution: a positive blob, a weaker negative one, faint noise."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    a = np.zeros(shape, np.float32)
+    a[shape[0] * 2 // 3, shape[1] // 3, shape[2] // 2] = 1.0
+    neg = np.zeros(shape, np.float32)
+    neg[shape[0] // 4, shape[1] * 2 // 3, shape[2] // 3] = 1.0
+    out = ndimage.gaussian_filter(a, 2.0) - 0.5 * ndimage.gaussian_filter(neg, 2.0)
+    out = out / np.abs(out).max()
+    return (out + 1e-3 * rng.standard_normal(shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def derived(axial_series: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The axial series, an attribution, and the three DICOM outputs written from them."""
+    from medattr.io import (
+        AlgorithmInfo,
+        read_dicom_series,
+        write_dicom_parametric_map,
+        write_dicom_rgb,
+        write_dicom_seg,
+    )
+
+    vol = read_dicom_series(axial_series)
+    attr = hot_attribution(vol.spatial_shape)
+    algorithm = AlgorithmInfo("integrated_gradients", "blur(4mm)", "class 1 logit")
+    out = tmp_path_factory.mktemp("derived")
+    return SimpleNamespace(
+        volume=vol, attribution=attr, algorithm=algorithm, out=out,
+        rgb=write_dicom_rgb(vol, attr, out, algorithm=algorithm),
+        pm=write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)[0],
+        seg=write_dicom_seg(vol, attr, out, algorithm=algorithm, top_percent=1.0)[0],
+        source=sorted(axial_series.iterdir()),
     )
