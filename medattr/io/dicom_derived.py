@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -105,7 +106,7 @@ class AlgorithmInfo:
             params["target"] = self.target
         return params
 
-    def identification(self) -> object:
+    def identification(self) -> Any:
         """highdicom ``AlgorithmIdentificationSequence`` (family: Artificial Intelligence)."""
         import highdicom as hd
         from pydicom.sr.codedict import codes
@@ -115,7 +116,7 @@ class AlgorithmInfo:
             version=self.version[:64], parameters=self.parameters(),
         )
 
-    def contributing_equipment(self) -> object:
+    def contributing_equipment(self) -> Any:
         """highdicom ``ContributingEquipment`` item naming medattr as processing equipment."""
         import highdicom as hd
         from pydicom.sr.codedict import codes
@@ -161,7 +162,7 @@ class DerivedGeometry:
             return thickness
         return self.slice_step
 
-    def plane_kwargs(self) -> dict[str, object]:
+    def plane_kwargs(self) -> dict[str, Any]:
         """Geometry arguments of highdicom's multi-frame constructors (PM, SEG)."""
         import highdicom as hd
 
@@ -303,7 +304,8 @@ def order_frames_ascending(ds: Dataset) -> None:
                        if k in ds)
         raw = ds[keyword].value
         if int(ds.BitsAllocated) == 1:
-            bits = unpack_bits(raw, as_array=True)[: n * rows * cols].reshape(n, rows, cols)
+            bits = np.asarray(unpack_bits(raw, as_array=True))[: n * rows * cols]
+            bits = bits.reshape(n, rows, cols)
             packed = pack_bits(np.ascontiguousarray(bits[order]))
             ds[keyword].value = packed
         else:

@@ -130,8 +130,10 @@ def write_dicom_rgb(
         window = _source_window(volume)
     win = window if window is not None else window_limits(geo.anatomy)
     lim = limit if limit is not None else robust_limit(geo.frames)
-    rgb = blend_rgb(geo.anatomy, geo.frames, window=win, limit=lim, cmap=cmap, opacity=opacity,
-                    threshold=threshold, **blend_opts)  # (K, rows, cols, 3) uint8
+    def blend(index: int) -> np.ndarray:  # one slice at a time: memory stays one frame
+        return blend_rgb(geo.anatomy[index], geo.frames[index], window=win, limit=lim,
+                         cmap=cmap, opacity=opacity, threshold=threshold, **blend_opts)
+
     u, v = geo.orientation[:3], geo.orientation[3:]
     patient_orientation = (_orientation_letter(u), _orientation_letter(v))
     series_uid = generate_uid()
@@ -139,10 +141,10 @@ def write_dicom_rgb(
     template = ref.datasets[0]
     paths: list[Path] = []
     with staged_series(out_dir, prefix) as stage:
-        for index in range(rgb.shape[0]):
+        for index in range(geo.frames.shape[0]):
             sc = hd.sc.SCImage.from_ref_dataset(
                 ref_dataset=template,
-                pixel_array=np.ascontiguousarray(rgb[index]),
+                pixel_array=np.ascontiguousarray(blend(index)),  # (rows, cols, 3) uint8
                 photometric_interpretation="RGB",
                 bits_allocated=8,
                 coordinate_system="PATIENT",
@@ -151,7 +153,7 @@ def write_dicom_rgb(
                 sop_instance_uid=generate_uid(),
                 instance_number=index + 1,
                 manufacturer=MANUFACTURER,
-                pixel_spacing=geo.pixel_spacing,
+                pixel_spacing=geo.pixel_spacing,  # type: ignore[arg-type]  # floats are fine
                 patient_orientation=patient_orientation,
                 transfer_syntax_uid=ExplicitVRLittleEndian,
                 contributing_equipment=[algorithm.contributing_equipment()],

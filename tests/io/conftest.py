@@ -8,8 +8,13 @@ outputs are written by highdicom in the code under test.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -229,16 +234,21 @@ def write_enhanced(path: Path, spec: SeriesSpec | None = None, *, descending: bo
     return path
 
 
-def tool(name: str) -> str:
+def tool(name: str, *, extra_dirs: Sequence[str] = ("/usr/sbin", "/usr/local/sbin")) -> str:
     """Path of a command-line tool; in CI a missing tool fails the test, elsewhere it skips."""
-    found = shutil.which(name)
+    path = os.pathsep.join([os.environ.get("PATH", ""), *extra_dirs])
+    found = shutil.which(name, path=path)
     if found:
         return found
-    message = f"{name} not installed (Debian packages: see .ci/run)"
+    missing(f"{name} not installed (Debian packages: see .ci/run)")
+    raise AssertionError("unreachable")
+
+
+def missing(message: str) -> None:
+    """Fail under CI (``CI=true``), skip elsewhere."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -280,7 +290,7 @@ def synth() -> SimpleNamespace:
     return SimpleNamespace(
         SeriesSpec=SeriesSpec, write_series=write_series, write_enhanced=write_enhanced,
         phantom_lps=phantom_lps, lesion_lps=LESION_LPS, patient=PATIENT, tool=tool,
-        read_header=read_header, frames_with_positions=frames_with_positions,
+        read_header=read_header, frames_with_positions=frames_with_positions, missing=missing,
         grid_index=grid_index, hot_attribution=hot_attribution,
     )
 
@@ -344,3 +354,121 @@ def derived(axial_series: Path, tmp_path_factory: pytest.TempPathFactory) -> Sim
         seg=write_dicom_seg(vol, attr, out, algorithm=algorithm, top_percent=1.0)[0],
         source=sorted(axial_series.iterdir()),
     )
+
+
+# --- Orthanc ---------------------------------------------------------------------------------
+
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+SCU_AET = "MEDATTR"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _plugin(name: str) -> str:
+    for d in ORTHANC_PLUGIN_DIRS:
+        for candidate in sorted(Path(d).glob(f"{name}*.so*")):
+            return str(candidate)
+    missing(f"Orthanc plugin {name} not installed (Debian: orthanc-dicomweb, orthanc-webviewer)")
+    raise AssertionError("unreachable")
+
+
+class OrthancServer:
+    """A throw-away Orthanc on loopback ports with DICOMweb and the web viewer.
+
+    Storage, index, viewer cache and log live under ``root``. HTTP refuses non-local
+    clients (``RemoteAccessAllowed: false``) and C-STORE is accepted only from the AET
+    ``MEDATTR`` calling from 127.0.0.1.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.http_port, self.dicom_port = _free_port(), _free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        config = {
+            "Name": "medattr-test",
+            "StorageDirectory": str(root / "db"),
+            "IndexDirectory": str(root / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [_plugin("libOrthancDicomWeb"), _plugin("libOrthancWebViewer")],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": "127.0.0.1"},
+            "WebViewer": {"CachePath": str(root / "viewer-cache")},
+            "DicomAlwaysAllowStore": False,
+            "DicomCheckModalityHost": True,
+            "DicomModalities": {"medattr": [SCU_AET, "127.0.0.1", _free_port()]},
+            "SaveJobs": False,
+            "StorageCompression": False,
+        }
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "orthanc.json").write_text(json.dumps(config, indent=1))
+        self.log = open(root / "orthanc.log", "wb")  # closed in stop()
+        self.proc = subprocess.Popen([tool("Orthanc"), str(root / "orthanc.json")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/system", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = (root / "orthanc.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"Orthanc did not start:\n{tail}")
+            time.sleep(0.1)
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as r:
+            return json.load(r)
+
+    def series_id(self, series_uid: str) -> str:
+        """Orthanc's identifier of a series, looked up by SeriesInstanceUID."""
+        req = urllib.request.Request(f"{self.url}/tools/lookup", data=series_uid.encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            hits = [h for h in json.load(r) if h["Type"] == "Series"]
+        assert len(hits) == 1, hits
+        return str(hits[0]["ID"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+    def clear(self) -> None:
+        """Delete everything stored, so that each test starts from an empty PACS."""
+        for patient in self.get("/patients"):
+            req = urllib.request.Request(f"{self.url}/patients/{patient}", method="DELETE")
+            with urllib.request.urlopen(req, timeout=30):
+                pass
+
+
+@pytest.fixture(scope="module")
+def orthanc_server(tmp_path_factory: pytest.TempPathFactory):
+    """One Orthanc per test module (it takes seconds to stop), stopped afterwards."""
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def orthanc(orthanc_server: OrthancServer) -> OrthancServer:
+    """The module's Orthanc, emptied for this test."""
+    orthanc_server.clear()
+    assert orthanc_server.get("/instances") == []
+    return orthanc_server

@@ -131,6 +131,38 @@ def test_third_party_compressed_single_files(name):
     np.testing.assert_array_equal(vol.array, ref.array)
 
 
+def test_12bit_jpeg_extended_decodes(tmp_path, synth):
+    """Lossy 12-bit JPEG (common in older CT archives) needs pylibjpeg-libjpeg."""
+    try:
+        import libjpeg  # noqa: F401  (pylibjpeg-libjpeg)
+    except ImportError:
+        synth.missing("pylibjpeg-libjpeg not installed (pip install medattr[libjpeg])")
+    ds = pydicom.dcmread(TESTDATA / "JPGExtended.dcm")
+    ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.FrameOfReferenceUID = generate_uid()
+    (tmp_path / "j").mkdir()
+    ds.save_as(tmp_path / "j" / "jpeg12.dcm")
+    vol = read_dicom_series(tmp_path / "j")
+    expected = pydicom.dcmread(tmp_path / "j" / "jpeg12.dcm").pixel_array.astype(np.float32)
+    assert expected.max() > 255  # really 12-bit data
+    np.testing.assert_array_equal(vol.array[0, :, :, 0], expected.T)
+
+
+def test_undecodable_pixel_data_is_named(tmp_path, synth):
+    from pydicom.encaps import encapsulate, generate_frames
+
+    paths = synth.write_series(tmp_path / "bad", synth.SeriesSpec(n=3), transfer_syntax=RLELossless)
+    ds = pydicom.dcmread(paths[1])
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[0:4] = (200).to_bytes(4, "little")  # the RLE header now claims 200 segments
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(paths[1])
+    with pytest.raises(DicomSeriesError, match=r"slice001\.dcm: pixel data cannot be decoded, "
+                                               r"transfer syntax RLE Lossless"):
+        read_dicom_series(tmp_path / "bad")
+
+
 def test_source_list_of_files_and_single_file(axial_series):
     files = sorted(axial_series.iterdir())
     vol = read_dicom_series(files[::-1])
