@@ -315,5 +315,8 @@ def read_dicom_series(
         group.number, group.modality, plane_name(used[0].orientation), *shape, *spacing,
         ", resampled" if problems else "",
     )
+    if root.is_file() and len(used) == 1:
+        logger.warning("read a single 2D slice from one file; pass the series directory (or "
+                       "all its files) to read the whole series")
     source_info = VolumeSource(path=str(root), format="dicom", name=_safe_name(group), dicom=ref)
     return Volume(grid.data[None], LPS_TO_RAS @ grid.affine_lps, source=source_info)

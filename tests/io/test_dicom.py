@@ -110,6 +110,21 @@ def test_enhanced_multiframe_descending_frames(tmp_path, synth):
     assert [s.frame_number for s in ref.slices] == list(range(spec.n, 0, -1))
 
 
+def test_legacy_converted_enhanced_ct(tmp_path, synth):
+    import highdicom as hd
+
+    paths = synth.write_series(tmp_path / "sf", synth.SeriesSpec(n=5), slope=0.5,
+                               intercept=-1000.0)
+    legacy = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in paths], series_instance_uid=generate_uid(),
+        series_number=8, sop_instance_uid=generate_uid(), instance_number=1)
+    (tmp_path / "lc").mkdir()
+    legacy.save_as(tmp_path / "lc" / "legacy.dcm")
+    converted, single = read_dicom_series(tmp_path / "lc"), read_dicom_series(tmp_path / "sf")
+    np.testing.assert_array_equal(converted.array, single.array)
+    np.testing.assert_allclose(converted.affine, single.affine, atol=1e-6)
+
+
 @pytest.mark.parametrize("tsyntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless],
                          ids=["rle", "jpeg2000", "jpegls"])
 def test_compressed_series_decode_identically(tmp_path, synth, tsyntax):
@@ -163,13 +178,15 @@ def test_undecodable_pixel_data_is_named(tmp_path, synth):
         read_dicom_series(tmp_path / "bad")
 
 
-def test_source_list_of_files_and_single_file(axial_series):
+def test_source_list_of_files_and_single_file(axial_series, caplog):
     files = sorted(axial_series.iterdir())
     vol = read_dicom_series(files[::-1])
     assert vol.spatial_shape == (48, 40, 12)
+    caplog.set_level(logging.WARNING, logger="medattr")
     one = read_dicom_series(files[0])
     assert one.spatial_shape == (48, 40, 1)
     assert one.spacing[2] == pytest.approx(5.0)  # from SliceThickness
+    assert any("single 2D slice" in r.getMessage() for r in caplog.records)
 
 
 def test_reference_keeps_what_writers_need(axial_series):

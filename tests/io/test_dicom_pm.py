@@ -49,6 +49,7 @@ def test_frame_anatomy_value_mapping_and_window(derived):
     assert float(voi.WindowCenter) == 0.0
     assert float(voi.WindowWidth) == pytest.approx(2 * robust_limit(derived.attribution), rel=1e-6)
     assert voi.VOILUTFunction == "LINEAR_EXACT"
+    assert voi.WindowCenterWidthExplanation == "symmetric about zero"
     assert ds.ContentDescription.endswith("NOT FOR DIAGNOSTIC USE")
 
 
