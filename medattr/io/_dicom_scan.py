@@ -124,7 +124,9 @@ def collect_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         root = Path(source)
         if not root.exists():
             raise DicomSeriesError("not found", root)
-        if root.is_file():
+        if root.is_file() and root.name.upper() == "DICOMDIR":
+            root = root.parent  # a media index: read the directory it indexes
+        elif root.is_file():
             return root, [root]
         files = sorted(
             p for p in root.rglob("*")

@@ -122,13 +122,12 @@ class DicomSeriesSummary:
     n_files: int
     n_frames: int
     problem: str | None
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def readable(self) -> bool:
         """Whether the series can be read as a scalar volume."""
         return self.problem is None
-
-    text: str = field(default="", repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text

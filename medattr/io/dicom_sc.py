@@ -26,6 +26,7 @@ from medattr.io.dicom_derived import (
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
     AlgorithmInfo,
+    DerivedGeometry,
     derived_geometry,
     ds_value,
     series_description,
@@ -169,7 +170,7 @@ def write_dicom_rgb(
     return paths
 
 
-def _add_plane(sc: Dataset, geo: Any, index: int, template: Dataset) -> None:
+def _add_plane(sc: Dataset, geo: DerivedGeometry, index: int, template: Dataset) -> None:
     """Image Plane and Frame of Reference attributes that put the slice in the patient."""
     sc.FrameOfReferenceUID = geo.ref.frame_of_reference_uid
     sc.PositionReferenceIndicator = template.get("PositionReferenceIndicator", "") or ""
@@ -180,7 +181,9 @@ def _add_plane(sc: Dataset, geo: Any, index: int, template: Dataset) -> None:
     sc.SliceLocation = ds_value(float(np.dot(geo.positions[index], normal)))
 
 
-def _add_provenance(sc: Dataset, geo: Any, index: int, algorithm: AlgorithmInfo) -> None:
+def _add_provenance(
+    sc: Dataset, geo: DerivedGeometry, index: int, algorithm: AlgorithmInfo
+) -> None:
     """Derivation, source image reference and the not-for-diagnosis notice."""
     source = geo.ref.datasets[0]
     if source.get("BodyPartExamined"):

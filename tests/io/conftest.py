@@ -244,6 +244,17 @@ def tool(name: str, *, extra_dirs: Sequence[str] = ("/usr/sbin", "/usr/local/sbi
     raise AssertionError("unreachable")
 
 
+def module(name: str):
+    """Import ``name``; like :func:`tool`, a missing module fails under CI and skips elsewhere."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"Python package {name} not installed (pip install -e '.[dev]')")
+        raise
+
+
 def missing(message: str) -> None:
     """Fail under CI (``CI=true``), skip elsewhere."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -291,6 +302,7 @@ def synth() -> SimpleNamespace:
         SeriesSpec=SeriesSpec, write_series=write_series, write_enhanced=write_enhanced,
         phantom_lps=phantom_lps, lesion_lps=LESION_LPS, patient=PATIENT, tool=tool,
         read_header=read_header, frames_with_positions=frames_with_positions, missing=missing,
+        module=module,
         grid_index=grid_index, hot_attribution=hot_attribution,
     )
 

@@ -59,8 +59,8 @@ def test_ct5n_sorted_by_position_not_instance_number(ct5n):
     assert [s.position[2] for s in vol.source.dicom.slices] == sorted(z)
 
 
-def test_ct5n_affine_matches_simpleitk(ct5n):
-    sitk = pytest.importorskip("SimpleITK")
+def test_ct5n_affine_matches_simpleitk(ct5n, synth):
+    sitk = synth.module("SimpleITK")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(ct5n)))
     img = reader.Execute()
@@ -202,6 +202,14 @@ def test_reference_keeps_what_writers_need(axial_series):
     z = [s.position[2] for s in ref.slices]
     assert z == sorted(z)
     np.testing.assert_allclose(ref.affine_ras, vol.affine)
+
+
+def test_dicomdir_file_reads_its_directory(tmp_path):
+    import shutil
+
+    shutil.copytree(TESTDATA / "dicomdirtests", tmp_path / "media")
+    vol = read_dicom_series(tmp_path / "media" / "DICOMDIR", series_description="SmartScore")
+    assert vol.source.name == "CT_series5"
 
 
 def test_read_volume_dispatches(axial_series, tmp_path):

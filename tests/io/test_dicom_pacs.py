@@ -89,23 +89,23 @@ def _check_study(orthanc, derived) -> None:
             assert remote.FrameOfReferenceUID == local.FrameOfReferenceUID
 
 
-def test_c_store_then_qido_and_wado(orthanc, derived):
-    pytest.importorskip("pynetdicom")
-    pytest.importorskip("dicomweb_client")
+def test_c_store_then_qido_and_wado(orthanc, derived, synth):
+    synth.module("pynetdicom")
+    synth.module("dicomweb_client")
     _c_store(orthanc, [p for paths in _paths(derived).values() for p in paths])
     _check_study(orthanc, derived)
 
 
-def test_stow_rs_then_qido_and_wado(orthanc, derived):
-    pytest.importorskip("dicomweb_client")
+def test_stow_rs_then_qido_and_wado(orthanc, derived, synth):
+    synth.module("dicomweb_client")
     for paths in _paths(derived).values():
         _stow(orthanc, paths)
     _check_study(orthanc, derived)
 
 
-def test_store_from_an_unknown_caller_is_refused(orthanc, derived):
+def test_store_from_an_unknown_caller_is_refused(orthanc, derived, synth):
     """The test PACS only accepts C-STORE from its registered loopback AET."""
-    pytest.importorskip("pynetdicom")
+    synth.module("pynetdicom")
     from pynetdicom import AE
 
     ae = AE(ae_title="STRANGER")

@@ -120,8 +120,8 @@ def _assert_at(point, case, what: str) -> None:
                                err_msg=f"{case.name}: {what}")
 
 
-def test_hot_voxel_lands_at_one_patient_coordinate(case):
-    sitk = pytest.importorskip("SimpleITK")
+def test_hot_voxel_lands_at_one_patient_coordinate(case, synth):
+    sitk = synth.module("SimpleITK")
     # RGB series, SimpleITK (GDCM sorts the files by position)
     uid = pydicom.dcmread(case.rgb[0]).SeriesInstanceUID
     reader = sitk.ImageSeriesReader()
