@@ -94,7 +94,9 @@ def slices_of_file(f: DicomFile, root: Path) -> list[SliceInfo]:
     ds = f.dataset
     where = relative_name(f.path, root)
     if not f.has_pixels:
-        raise DicomSeriesError(f"{where} has no pixel data", root)
+        raise DicomSeriesError(
+            f"{where} has no pixel data (not an image, or a file cut short)", root
+        )
     rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
     if rows < 1 or columns < 1:
         raise DicomSeriesError(f"{where}: Rows/Columns missing or zero", root)

@@ -381,12 +381,18 @@ def test_mixed_orientation_and_size_refused(tmp_path, synth):
     np.testing.assert_allclose(vol.array[0], _expected(vol, synth), atol=0.25 + 1e-6)
 
 
-@pytest.mark.parametrize("cut", [-100, 900], ids=["in-pixel-data", "in-header"])
+@pytest.mark.parametrize("cut", [-100, 900, 1000], ids=["in-pixels", "in-header", "at-1000"])
 def test_truncated_file_is_named(tmp_path, synth, cut):
     paths = synth.write_series(tmp_path / "trunc", synth.SeriesSpec(n=4))
     paths[1].write_bytes(paths[1].read_bytes()[:cut])
-    with pytest.raises(DicomSeriesError, match=r"slice001\.dcm .*truncated"):
+    with pytest.raises(DicomSeriesError, match=r"slice001\.dcm .*(truncated|cut short)"):
         read_dicom_series(tmp_path / "trunc")
+
+
+def test_stray_trailing_bytes_are_tolerated(tmp_path, synth):
+    paths = synth.write_series(tmp_path / "pad", synth.SeriesSpec(n=3))
+    paths[0].write_bytes(paths[0].read_bytes() + b"\x00\x00")
+    assert read_dicom_series(tmp_path / "pad").spatial_shape == (48, 40, 3)
 
 
 def test_pydicom_truncated_file_is_refused(tmp_path):
