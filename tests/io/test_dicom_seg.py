@@ -1,0 +1,85 @@
+"""The SEG of the strongest attribution: selection rule, BINARY and FRACTIONAL, description."""
+
+from __future__ import annotations
+
+import logging
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from medattr.errors import InputError
+from medattr.io import AlgorithmInfo, top_percent_mask, write_dicom_seg
+
+
+def test_top_percent_mask_rule():
+    a = np.arange(-50, 50, dtype=np.float32).reshape(4, 5, 5)
+    assert int(top_percent_mask(a, 5).sum()) == 5
+    assert top_percent_mask(a, 5)[a >= 45].all()
+    assert top_percent_mask(a, 5, "negative")[a <= -46].all()
+    assert int(top_percent_mask(a, 5, "absolute").sum()) == 5
+    # only positive scores can be selected: asking for 80 % gives the 49 positive voxels
+    assert int(top_percent_mask(a, 80).sum()) == 49
+    ties = np.ones((10, 10, 1))
+    assert int(top_percent_mask(ties, 1).sum()) == 100  # ties at the threshold are kept
+    assert not top_percent_mask(-np.ones((3, 3, 3)), 10).any()
+    for bad in (0, -1, 101, "5"):
+        with pytest.raises(InputError, match="top_percent"):
+            top_percent_mask(a, bad)
+
+
+def test_binary_segment_matches_the_rule_on_the_source_grid(derived, synth):
+    ref = derived.volume.source.dicom
+    expected = top_percent_mask(derived.attribution, 1.0)
+    assert 0 < expected.sum() <= np.ceil(0.01 * expected.size)
+    positions, frames = synth.frames_with_positions(derived.seg)
+    got = np.zeros_like(expected)
+    for pos, frame in zip(positions, frames, strict=True):
+        got[:, :, synth.grid_index(ref, pos)] = frame.T.astype(bool)
+    np.testing.assert_array_equal(got, expected)
+    heights = [p[2] for p in positions]  # axial: the normal is +z
+    assert heights == sorted(heights)
+
+
+def test_segment_description_identifies_the_algorithm(derived):
+    seg = hd.seg.segread(derived.seg)
+    assert seg.SegmentationType == "BINARY"
+    [segment] = seg.SegmentSequence
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"
+    assert segment.SegmentLabel == "top 1% positive attribution"
+    alg = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert alg.AlgorithmName == "medattr" and alg.AlgorithmVersion == derived.algorithm.version
+    assert "integrated_gradients" in alg.AlgorithmParameters
+    assert "blur(4mm)" in alg.AlgorithmParameters
+    assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "309825002"
+
+
+def test_fractional_segment_holds_normalised_strength(derived, tmp_path, synth):
+    [path] = write_dicom_seg(derived.volume, derived.attribution, tmp_path,
+                             algorithm=derived.algorithm, top_percent=2.0,
+                             segmentation_type="fractional")
+    ds = pydicom.dcmread(path)
+    assert ds.SegmentationType == "FRACTIONAL"
+    ref = derived.volume.source.dicom
+    mask = top_percent_mask(derived.attribution, 2.0)
+    expected = np.where(mask, derived.attribution / derived.attribution[mask].max(), 0.0)
+    positions, frames = synth.frames_with_positions(path)
+    got = np.zeros(mask.shape)
+    for pos, frame in zip(positions, frames, strict=True):
+        got[:, :, synth.grid_index(ref, pos)] = frame.T / float(ds.MaximumFractionalValue)
+    np.testing.assert_allclose(got, expected, atol=0.5 / 255 + 1e-6)
+
+
+def test_empty_segmentation_is_written_with_a_warning(derived, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="medattr")
+    zeros = np.zeros(derived.volume.spatial_shape, np.float32)
+    [path] = write_dicom_seg(derived.volume, zeros, tmp_path, algorithm=AlgorithmInfo("ig", "x"))
+    assert not pydicom.dcmread(path).pixel_array.any()
+    assert any("segmentation is empty" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_segmentation_type(derived, tmp_path):
+    with pytest.raises(InputError, match="segmentation_type"):
+        write_dicom_seg(derived.volume, derived.attribution, tmp_path,
+                        algorithm=derived.algorithm, segmentation_type="LABELMAP")
