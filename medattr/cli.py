@@ -192,7 +192,15 @@ def _add_explain_options(p: argparse.ArgumentParser) -> None:
         default=("nifti", "png"),
         dest="formats",
         help="comma-separated outputs: nifti (attribution + baseline, source affine), "
-        "png (montage)",
+        "png (montage and input/baseline/difference/attribution panel); for DICOM input also "
+        "dicom-rgb (RGB overlay series), dicom-pm (float Parametric Map), dicom-seg (SEG of the "
+        "strongest attribution), each a new series in the source study, in DIR/<name>_dicom/",
+    )
+    g.add_argument(
+        "--seg-top-percent",
+        type=float,
+        default=1.0,
+        help="dicom-seg: percent of all voxels (strongest positive attribution) segmented",
     )
     g.add_argument(
         "--model-spec",
@@ -219,12 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
         "explain",
         help="explain one study",
         formatter_class=_Formatter,
-        description="Explain a model's output for one study (NIfTI file). Writes "
+        description="Explain a model's output for one study (NIfTI file or DICOM series). Writes "
         "DIR/<name>_attr.nii.gz "
         "(attribution on the source grid, source affine), DIR/<name>_baseline.nii.gz, "
         "DIR/<name>_montage.png and DIR/manifest.json.",
     )
-    p.add_argument("input", type=Path, help="NIfTI file (.nii / .nii.gz)")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="NIfTI file (.nii / .nii.gz), or a DICOM series: a directory (searched "
+        "recursively), a file of the series or a DICOMDIR",
+    )
+    g = p.add_argument_group("DICOM input")
+    g.add_argument(
+        "--series-uid", default=None, help="SeriesInstanceUID to read when several are present"
+    )
+    g.add_argument(
+        "--series-description",
+        default=None,
+        help="pick the series whose description contains this text (case-insensitive)",
+    )
+    g.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample series with gaps, uneven spacing, tilt or mixed orientations onto a "
+        "regular grid instead of refusing them",
+    )
     p.add_argument(
         "--model",
         required=True,
@@ -285,6 +313,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         cf_steps=args.cf_steps,
         seed=args.seed,
         formats=args.formats,
+        seg_top_percent=args.seg_top_percent,
     )
 
 
@@ -311,7 +340,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     _check_out_dir(args.out)
     explainer = Explainer(args.model, config, spec=args.model_spec)
-    manifest = explainer.run(args.input, args.out)
+    manifest = explainer.run(
+        args.input,
+        args.out,
+        series_uid=args.series_uid,
+        series_description=args.series_description,
+        resample=args.resample,
+    )
     log.info(_summary(manifest, args.out))
     return EXIT_OK
 

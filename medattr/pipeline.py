@@ -52,6 +52,7 @@ log = logging.getLogger("medattr")
 
 __all__ = [
     "BASELINES",
+    "DICOM_FORMATS",
     "METHODS",
     "OUTPUT_FORMATS",
     "ExplainConfig",
@@ -72,7 +73,8 @@ BASELINES = (
     "vae-guided-residual",
 )
 COUNTERFACTUAL_BASELINES = ("vae-recon", "vae-guided", "vae-guided-residual")
-OUTPUT_FORMATS = ("nifti", "png")
+OUTPUT_FORMATS = ("nifti", "png", "dicom-rgb", "dicom-pm", "dicom-seg")
+DICOM_FORMATS = ("dicom-rgb", "dicom-pm", "dicom-seg")
 MANIFEST_VERSION = 1
 
 
@@ -118,7 +120,13 @@ class ExplainConfig:
     seed
         For every random choice.
     formats
-        Outputs to write.
+        Outputs to write: ``nifti`` (attribution and baseline on the source grid), ``png``
+        (montage and input/baseline/difference/attribution panel), and for DICOM input
+        ``dicom-rgb`` (RGB overlay series), ``dicom-pm`` (float Parametric Map) and
+        ``dicom-seg`` (SEG of the top ``seg_top_percent`` % voxels), written as new series of
+        the source study into ``<name>_dicom/``.
+    seg_top_percent
+        Share of voxels (strongest positive attribution) in the DICOM SEG.
     """
 
     method: str = "ig"
@@ -146,7 +154,8 @@ class ExplainConfig:
     cf_threshold: float = 0.2
     cf_steps: int = 150
     seed: int = 0
-    formats: tuple[str, ...] = OUTPUT_FORMATS
+    formats: tuple[str, ...] = ("nifti", "png")
+    seg_top_percent: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -318,6 +327,16 @@ class Explainer:
                 refs.append(self.preprocessor(read_input(ref)).image[0])
         return torch.stack(refs).to(self.device)
 
+    def check_formats(self, volume: Volume) -> None:
+        """DICOM outputs need a DICOM source (its study, series and frame of reference)."""
+        wanted = [f for f in self.config.formats if f in DICOM_FORMATS]
+        if wanted and (volume.source is None or volume.source.format != "dicom"):
+            raise InputError(
+                f"output format(s) {', '.join(wanted)} need a DICOM input series; this input is "
+                f"{volume.source.format if volume.source else 'in memory'} (use nifti,png)",
+                volume.source.path if volume.source else None,
+            )
+
     def _baseline_check(self, b: torch.Tensor, target: Target) -> dict[str, Any]:
         """Class probabilities at the baseline; flag one still assigned the target class."""
         if self.model.spec.task != "classification":
@@ -465,7 +484,7 @@ class Explainer:
         vol = result.volume
         name = vol.name
         exp = result.explanation
-        outputs: dict[str, str] = {}
+        outputs: dict[str, Any] = {}
         with staged_directory(out_dir) as stage:
             if "nifti" in result.config.formats:
                 fname = f"{name}_attr.nii.gz"
@@ -505,6 +524,15 @@ class Explainer:
                     colorbar_label="attribution (target units per voxel)",
                 )
                 outputs["montage_png"] = fname
+                if result.config.method != "expected-gradients":
+                    pname = f"{name}_panel.png"
+                    self._panel(result, stage(pname))
+                    outputs["panel_png"] = pname
+            dicom = [f for f in result.config.formats if f in DICOM_FORMATS]
+            if dicom:
+                dname = f"{name}_dicom"
+                outputs["dicom_dir"] = dname
+                outputs["dicom_files"] = self._write_dicom(result, stage(dname), dicom)
             result.timings["write"] = time.perf_counter() - t
             manifest = self.manifest(result, outputs)
             if extra_manifest:
@@ -512,7 +540,67 @@ class Explainer:
             stage("manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
         return manifest
 
-    def manifest(self, result: StudyResult, outputs: dict[str, str]) -> dict[str, Any]:
+    def _panel(self, result: StudyResult, path: Path) -> None:
+        from medattr.render import comparison_panel, peak_index
+
+        vol = result.volume
+        anatomy = self.preprocessor.intensity(vol.array[0]).numpy()
+        base = result.baseline_source
+        exp = result.explanation
+        comparison_panel(
+            [
+                ("input", anatomy, "gray"),
+                (f"baseline: {result.config.baseline}", base, "gray"),
+                ("input - baseline", anatomy - base, "diff"),
+                ("attribution", result.attribution, "attr"),
+            ],
+            vol.affine,
+            path,
+            anatomy=anatomy,
+            peak=peak_index(result.attribution),
+            title=(
+                f"{vol.name}: {exp.method}; f(x)={float(exp.f_input[0]):.3f}, "
+                f"f(x')={float(exp.f_baseline[0]):.3f}"
+            ),
+        )
+
+    def _write_dicom(
+        self, result: StudyResult, directory: Path, formats: Sequence[str]
+    ) -> list[str]:
+        from medattr.io import (
+            AlgorithmInfo,
+            write_dicom_parametric_map,
+            write_dicom_rgb,
+            write_dicom_seg,
+        )
+
+        directory.mkdir()
+        exp = result.explanation
+        target = exp.target
+        label = target.get("index", target.get("label", ""))
+        algo = AlgorithmInfo(
+            method=exp.method,
+            baseline=str(result.baseline_info.get("name", result.config.baseline)),
+            target=f"class {label} {target.get('activation', '')}".strip(),
+        )
+        written: list[Path] = []
+        if "dicom-rgb" in formats:
+            written += write_dicom_rgb(result.volume, result.attribution, directory, algorithm=algo)
+        if "dicom-pm" in formats:
+            written += write_dicom_parametric_map(
+                result.volume, result.attribution, directory, algorithm=algo
+            )
+        if "dicom-seg" in formats:
+            written += write_dicom_seg(
+                result.volume,
+                result.attribution,
+                directory,
+                algorithm=algo,
+                top_percent=result.config.seg_top_percent,
+            )
+        return sorted(p.name for p in written)
+
+    def manifest(self, result: StudyResult, outputs: dict[str, Any]) -> dict[str, Any]:
         exp = result.explanation
         vol = result.volume
         src = vol.source
@@ -570,6 +658,7 @@ class Explainer:
         """Read, explain and write one study; returns the manifest."""
         t = time.perf_counter()
         volume = read_input(input_path, **read_options)
+        self.check_formats(volume)
         load = time.perf_counter() - t
         result = self.explain(volume)
         result.timings = {"read": load, **result.timings}

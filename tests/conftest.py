@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from medattr.models import IntensitySpec, ModelSpec, export_torchscript
 
 
 class LinearModel(torch.nn.Module):
@@ -52,3 +56,26 @@ def relu_net() -> torch.nn.Module:
 @pytest.fixture
 def sigmoid_net() -> torch.nn.Module:
     return SmallConvNet("sigmoid").eval()
+
+
+def tiny_spec() -> ModelSpec:
+    """A 2-class CT-like contract: 16^3 voxels of 4 mm, HU window [-200, 300]."""
+    return ModelSpec(
+        class_names=["healthy", "lesion"],
+        default_target=1,
+        pixdim=(4.0, 4.0, 4.0),
+        spatial_size=(16, 16, 16),
+        intensity=IntensitySpec(a_min=-200, a_max=300),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MONAI Classifier exported as TorchScript with :func:`tiny_spec`."""
+    from monai.networks.nets import Classifier
+
+    torch.manual_seed(0)
+    net = Classifier(in_shape=(1, 16, 16, 16), classes=2, channels=(4, 8), strides=(2, 2))
+    path = tmp_path_factory.mktemp("model") / "tiny.ts"
+    export_torchscript(net, tiny_spec(), path)
+    return path

@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.networks.nets import Classifier
 
 from medattr.cli import main
-from medattr.models import IntensitySpec, ModelSpec, export_torchscript
+from medattr.models import export_torchscript
+from tests.conftest import tiny_spec
 
 OBLIQUE = np.array(
     [
@@ -22,25 +22,6 @@ OBLIQUE = np.array(
         [0.0, 0.0, 0.0, 1.0],
     ]
 )
-
-
-def _spec() -> ModelSpec:
-    return ModelSpec(
-        class_names=["healthy", "lesion"],
-        default_target=1,
-        pixdim=(4.0, 4.0, 4.0),
-        spatial_size=(16, 16, 16),
-        intensity=IntensitySpec(a_min=-200, a_max=300),
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    net = Classifier(in_shape=(1, 16, 16, 16), classes=2, channels=(4, 8), strides=(2, 2))
-    path = tmp_path_factory.mktemp("model") / "tiny.ts"
-    export_torchscript(net, _spec(), path)
-    return path
 
 
 def _write(path: Path, data: np.ndarray, affine: np.ndarray = OBLIQUE) -> Path:
@@ -84,6 +65,7 @@ def test_explain_writes_attribution_on_the_source_grid(
         "study_attr.nii.gz",
         "study_baseline.nii.gz",
         "study_montage.png",
+        "study_panel.png",
     ]
     src = nib.load(str(study))
     attr = nib.load(str(out / "study_attr.nii.gz"))
@@ -244,7 +226,7 @@ def test_model_with_wrong_output_shape_exits_2(
     study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = tmp_path / "wrong.ts"
-    export_torchscript(WrongShape(), _spec(), model)
+    export_torchscript(WrongShape(), tiny_spec(), model)
     out = tmp_path / "out"
     assert (
         _run("explain", str(study), "--model", str(model), "--out", str(out), "--device", "cpu")

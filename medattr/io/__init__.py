@@ -70,7 +70,8 @@ def read_volume(
             if series_uid is not None or series_description is not None:
                 raise InputError(
                     "series_uid / series_description select a DICOM series, but the input is "
-                    "a NIfTI file", p
+                    "a NIfTI file",
+                    p,
                 )
             return read_nifti(p)
         if not p.exists():

@@ -81,7 +81,8 @@ def geometry_problems(slices: list[SliceInfo]) -> list[str]:
     if len(groups) > 1:
         desc = ", ".join(
             f"{len(g)} slice(s) {plane_name(slices[g[0]].orientation)} "
-            f"{np.round(slices[g[0]].orientation, 3).tolist()}" for g in groups
+            f"{np.round(slices[g[0]].orientation, 3).tolist()}"
+            for g in groups
         )
         problems.append(f"mixed slice orientations: {desc}")
     main = [slices[i] for i in sorted(groups[0])]
@@ -122,8 +123,14 @@ def geometry_problems(slices: list[SliceInfo]) -> list[str]:
     return problems
 
 
-def _affine(u: np.ndarray, v: np.ndarray, n: np.ndarray, spacing: tuple[float, float],
-            step: float, origin: np.ndarray) -> np.ndarray:
+def _affine(
+    u: np.ndarray,
+    v: np.ndarray,
+    n: np.ndarray,
+    spacing: tuple[float, float],
+    step: float,
+    origin: np.ndarray,
+) -> np.ndarray:
     aff = np.eye(4)
     aff[:3, 0] = u * spacing[1]
     aff[:3, 1] = v * spacing[0]
@@ -155,8 +162,10 @@ def stack(slices: list[SliceInfo], pixels: list[np.ndarray]) -> Grid:
     else:
         step = _fallback_step(first)
     data = np.stack(pixels, axis=-1).transpose(1, 0, 2)  # (rows, cols, K) -> (cols, rows, K)
-    return Grid(np.ascontiguousarray(data, dtype=np.float32),
-                _affine(u, v, n, first.spacing, step, first.position))
+    return Grid(
+        np.ascontiguousarray(data, dtype=np.float32),
+        _affine(u, v, n, first.spacing, step, first.position),
+    )
 
 
 def resample(slices: list[SliceInfo], pixels: list[np.ndarray]) -> tuple[Grid, list[int]]:
@@ -174,8 +183,9 @@ def resample(slices: list[SliceInfo], pixels: list[np.ndarray]) -> tuple[Grid, l
     groups = _orientation_groups(slices)
     keep = sorted(groups[0])
     if len(groups) > 1:
-        logger.warning("resampling: left out %d slice(s) of other orientations",
-                       len(slices) - len(keep))
+        logger.warning(
+            "resampling: left out %d slice(s) of other orientations", len(slices) - len(keep)
+        )
     main = [slices[i] for i in keep]
     shapes = Counter((s.rows, s.columns, s.spacing) for s in main)
     ref_shape = shapes.most_common(1)[0][0]
@@ -192,14 +202,21 @@ def resample(slices: list[SliceInfo], pixels: list[np.ndarray]) -> tuple[Grid, l
         d_s = float(np.dot(s.position, n))
         matrix = np.array([ref.spacing[0] / s.spacing[0], ref.spacing[1] / s.spacing[1]])
         offset = np.array([np.dot(delta, v) / s.spacing[0], np.dot(delta, u) / s.spacing[1]])
-        if np.allclose(matrix, 1) and np.allclose(offset, 0, atol=1e-6) and px.shape == (
-            ref.rows, ref.columns
+        if (
+            np.allclose(matrix, 1)
+            and np.allclose(offset, 0, atol=1e-6)
+            and px.shape == (ref.rows, ref.columns)
         ):
             aligned = px
         else:
             aligned = ndimage.affine_transform(
-                px, matrix, offset=offset, output_shape=(ref.rows, ref.columns), order=1,
-                mode="constant", cval=fill,
+                px,
+                matrix,
+                offset=offset,
+                output_shape=(ref.rows, ref.columns),
+                order=1,
+                mode="constant",
+                cval=fill,
             ).astype(np.float32)
         planes.append((d_s, aligned))
     planes.sort(key=lambda p: p[0])
@@ -217,8 +234,9 @@ def resample(slices: list[SliceInfo], pixels: list[np.ndarray]) -> tuple[Grid, l
             counts.append(1)
     stack_ = np.stack([m / c for m, c in zip(merged, counts, strict=True)]).astype(np.float32)
     if sum(counts) > len(counts):
-        logger.warning("resampling: averaged %d slice(s) at duplicate positions",
-                       sum(counts) - len(counts))
+        logger.warning(
+            "resampling: averaged %d slice(s) at duplicate positions", sum(counts) - len(counts)
+        )
     d = np.asarray(merged_d)
     if len(d) > 1:
         step = float(np.median(np.diff(d)))
@@ -230,8 +248,9 @@ def resample(slices: list[SliceInfo], pixels: list[np.ndarray]) -> tuple[Grid, l
         out = stack_[lo] * (1 - w)[:, None, None] + stack_[hi] * w[:, None, None]
         largest = float(np.max(np.diff(d)))
         if largest > 1.5 * step:
-            logger.warning("resampling: interpolated across a %.2f mm gap (grid step %.3f mm)",
-                           largest, step)
+            logger.warning(
+                "resampling: interpolated across a %.2f mm gap (grid step %.3f mm)", largest, step
+            )
     else:
         step = _fallback_step(ref)
         out = stack_

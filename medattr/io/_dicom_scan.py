@@ -113,9 +113,9 @@ class SeriesGroup:
         )
 
 
-def collect_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[
-    Path, list[Path]
-]:
+def collect_files(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> tuple[Path, list[Path]]:
     """Expand ``source`` (a directory searched recursively, a file, or a list of files).
 
     Returns the path to name in messages and the files to try, sorted for reproducibility.
@@ -129,7 +129,8 @@ def collect_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         elif root.is_file():
             return root, [root]
         files = sorted(
-            p for p in root.rglob("*")
+            p
+            for p in root.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
         if not files:
@@ -214,22 +215,26 @@ def read_headers(root: Path, files: Iterable[Path]) -> list[DicomFile]:
                 f"{name} is a corrupt or truncated DICOM file ({type(exc).__name__})", root
             ) from exc
         meta = getattr(ds, "file_meta", None)
-        sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "")
-                                                if meta is not None else ""))
+        sop = str(
+            ds.get("SOPClassUID", "")
+            or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else "")
+        )
         if sop == "1.2.840.10008.1.3.10":  # Media Storage Directory (DICOMDIR)
             skipped += 1
             continue
         if not sop or _truncated(ds, path):
             raise DicomSeriesError(
                 f"{relative_name(path, root)} is a truncated or corrupt DICOM file (it ends "
-                "inside a data element or lacks its SOP Class UID)", root
+                "inside a data element or lacks its SOP Class UID)",
+                root,
             )
         if "SeriesInstanceUID" not in ds:
             composite = any(k in ds for k in ("StudyInstanceUID", "PatientID", "Modality"))
             if composite or "Image" in getattr(UID(sop), "name", ""):
                 raise DicomSeriesError(
                     f"{relative_name(path, root)} lacks its SeriesInstanceUID (truncated or "
-                    "corrupt file)", root
+                    "corrupt file)",
+                    root,
                 )
             skipped += 1  # not a composite object (hanging protocol, palette, ...)
             continue
@@ -260,4 +265,3 @@ def relative_name(path: Path, root: Path) -> str:
         return str(rel) if str(rel) != "." else path.name
     except ValueError:
         return str(path)
-

@@ -71,9 +71,11 @@ def _functional(per: Dataset | None, shared: Dataset | None, seq: str) -> Datase
 
 def _orientation(orient: np.ndarray, where: str, root: Path) -> np.ndarray:
     row, col = orient[:3], orient[3:]
-    if abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2 or abs(
-        float(np.dot(row, col))
-    ) > 1e-2:
+    if (
+        abs(np.linalg.norm(row) - 1) > 1e-2
+        or abs(np.linalg.norm(col) - 1) > 1e-2
+        or abs(float(np.dot(row, col))) > 1e-2
+    ):
         raise DicomSeriesError(
             f"{where}: ImageOrientationPatient is not two orthogonal unit vectors", root
         )
@@ -109,8 +111,11 @@ def slices_of_file(f: DicomFile, root: Path) -> list[SliceInfo]:
             "groups); only single-frame and Enhanced multi-frame images are supported",
             root,
         )
-    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-               if k not in ds or ds[k].value in (None, "")]
+    missing = [
+        k
+        for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+        if k not in ds or ds[k].value in (None, "")
+    ]
     if missing:
         raise DicomSeriesError(
             f"{where} lacks {', '.join(missing)}, so its place in the patient is unknown", root
@@ -123,10 +128,21 @@ def slices_of_file(f: DicomFile, root: Path) -> list[SliceInfo]:
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     thickness = ds.get("SliceThickness")
-    return [SliceInfo(
-        f, None, position, orient, (float(sp[0]), float(sp[1])), rows, columns, slope, intercept,
-        instance, float(thickness) if thickness not in (None, "") else None,
-    )]
+    return [
+        SliceInfo(
+            f,
+            None,
+            position,
+            orient,
+            (float(sp[0]), float(sp[1])),
+            rows,
+            columns,
+            slope,
+            intercept,
+            instance,
+            float(thickness) if thickness not in (None, "") else None,
+        )
+    ]
 
 
 def _enhanced_slices(
@@ -162,10 +178,21 @@ def _enhanced_slices(
         pvt = _functional(per, shared, "PixelValueTransformationSequence")
         slope = float(pvt.get("RescaleSlope", 1.0) or 1.0) if pvt is not None else 1.0
         intercept = float(pvt.get("RescaleIntercept", 0.0) or 0.0) if pvt is not None else 0.0
-        out.append(SliceInfo(
-            f, i + 1, position, orient, (float(sp[0]), float(sp[1])), rows, columns, slope,
-            intercept, instance, float(thickness) if thickness not in (None, "") else None,
-        ))
+        out.append(
+            SliceInfo(
+                f,
+                i + 1,
+                position,
+                orient,
+                (float(sp[0]), float(sp[1])),
+                rows,
+                columns,
+                slope,
+                intercept,
+                instance,
+                float(thickness) if thickness not in (None, "") else None,
+            )
+        )
     return out
 
 
@@ -180,8 +207,10 @@ def _decode(f: DicomFile, root: Path) -> np.ndarray:
     except Exception as exc:  # decoders raise many types; report them all the same way
         hint = ""
         if tsyntax is not None and getattr(tsyntax, "is_compressed", False):
-            hint = (" (compressed pixel data: check that pylibjpeg, pylibjpeg-libjpeg, "
-                    "pylibjpeg-openjpeg or python-gdcm are installed)")
+            hint = (
+                " (compressed pixel data: check that pylibjpeg, pylibjpeg-libjpeg, "
+                "pylibjpeg-openjpeg or python-gdcm are installed)"
+            )
         raise DicomSeriesError(
             f"{where}: pixel data cannot be decoded, transfer syntax {ts_name}{hint}: "
             f"{type(exc).__name__}: {exc}",

@@ -56,10 +56,12 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
     """Stage several outputs, then move them into ``out_dir`` only if all were written.
 
     Yields ``stage(name) -> Path``, a path inside a hidden staging directory within
-    ``out_dir``. On success every staged file is renamed into ``out_dir`` (each rename is
-    atomic; files named ``manifest.json`` go last so a manifest never describes missing
-    files). On failure the staging directory is removed and ``out_dir`` is left as it was,
-    removed too if this call created it.
+    ``out_dir``; the caller writes a file there, or creates a directory there (for outputs that
+    are several files, such as a DICOM series). On success every staged entry is renamed into
+    ``out_dir`` (each rename is atomic; a directory of the same name is replaced as a whole;
+    files named ``manifest.json`` go last so a manifest never describes missing files). On
+    failure the staging directory is removed and ``out_dir`` is left as it was, removed too if
+    this call created it.
     """
     out = Path(out_dir)
     created = not out.exists()
@@ -78,7 +80,9 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
         ordered = sorted(set(names), key=lambda n: n.endswith("manifest.json"))
         for name in ordered:
             src = staging / name
-            if src.exists():
+            if src.is_dir():
+                _replace_directory(src, out / name, staging)
+            elif src.exists():
                 os.replace(src, out / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -86,3 +90,14 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_directory(src: Path, dest: Path, scratch: Path) -> None:
+    """Move directory ``src`` to ``dest``, replacing an existing one (old copy removed after)."""
+    old = None
+    if dest.exists():
+        old = scratch / f".old-{dest.name}"
+        os.replace(dest, old)
+    os.replace(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -163,8 +163,9 @@ def _listing(groups: Sequence[SeriesGroup]) -> str:
     return "\n".join(f"  - {g.describe()}" for g in groups)
 
 
-def _choose(groups: list[SeriesGroup], root: Path, series_uid: str | None,
-            series_description: str | None) -> SeriesGroup:
+def _choose(
+    groups: list[SeriesGroup], root: Path, series_uid: str | None, series_description: str | None
+) -> SeriesGroup:
     images = [g for g in groups if g.volume_problem() is None]
     if series_uid is not None:
         chosen = [g for g in groups if g.series_uid == series_uid]
@@ -179,7 +180,8 @@ def _choose(groups: list[SeriesGroup], root: Path, series_uid: str | None,
         except re.error as exc:
             raise DicomSeriesError(
                 f"series_description {series_description!r} is not a valid regular expression: "
-                f"{exc}", root
+                f"{exc}",
+                root,
             ) from exc
         matches = [g for g in images if pattern.search(g.description)]
         if len(matches) != 1:
@@ -187,7 +189,8 @@ def _choose(groups: list[SeriesGroup], root: Path, series_uid: str | None,
             shown = matches or groups
             raise DicomSeriesError(
                 f"{what} whose SeriesDescription matches {series_description!r}; "
-                f"{'they are' if matches else 'found'}:\n{_listing(shown)}", root
+                f"{'they are' if matches else 'found'}:\n{_listing(shown)}",
+                root,
             )
         group = matches[0]
     else:
@@ -197,7 +200,8 @@ def _choose(groups: list[SeriesGroup], root: Path, series_uid: str | None,
             raise DicomSeriesError(
                 f"{len(images)} image series found; choose one by SeriesInstanceUID or "
                 f"series description (CLI: --series-uid / --series-description):\n"
-                f"{_listing(images)}", root
+                f"{_listing(images)}",
+                root,
             )
         group = images[0]
     problem = group.volume_problem()
@@ -218,7 +222,8 @@ def _frame_of_reference(slices: list[SliceInfo], root: Path) -> str | None:
     if len(uids) > 1:
         raise DicomSeriesError(
             f"slices belong to {len(uids)} different frames of reference (FrameOfReferenceUID), "
-            "so they cannot be put on one grid", root
+            "so they cannot be put on one grid",
+            root,
         )
     uid = uids.pop()
     return uid or None
@@ -273,7 +278,8 @@ def read_dicom_series(
     if problems and not resample:
         raise DicomSeriesError(
             "irregular series: " + "; ".join(problems) + ". Choose a consistent series, or "
-            "ask for interpolation onto a regular grid (resample=True, CLI: --resample)", root
+            "ask for interpolation onto a regular grid (resample=True, CLI: --resample)",
+            root,
         )
     pixels = load_pixels(slices, root)
     if problems:
@@ -298,8 +304,12 @@ def read_dicom_series(
         modality=group.modality,
         series_description=group.description,
         slices=tuple(
-            DicomSlice(s.sop_instance_uid, str(s.file.dataset.SOPClassUID), s.frame,
-                       (float(s.position[0]), float(s.position[1]), float(s.position[2])))
+            DicomSlice(
+                s.sop_instance_uid,
+                str(s.file.dataset.SOPClassUID),
+                s.frame,
+                (float(s.position[0]), float(s.position[1]), float(s.position[2])),
+            )
             for s in used
         ),
         datasets=tuple(datasets),
@@ -311,11 +321,17 @@ def read_dicom_series(
     spacing = np.linalg.norm(grid.affine_lps[:3, :3], axis=0)
     logger.info(
         "read series %s (%s, %s): %dx%dx%d voxels of %.3gx%.3gx%.3g mm%s",
-        group.number, group.modality, plane_name(used[0].orientation), *shape, *spacing,
+        group.number,
+        group.modality,
+        plane_name(used[0].orientation),
+        *shape,
+        *spacing,
         ", resampled" if problems else "",
     )
     if root.is_file() and len(used) == 1:
-        logger.warning("read a single 2D slice from one file; pass the series directory (or "
-                       "all its files) to read the whole series")
+        logger.warning(
+            "read a single 2D slice from one file; pass the series directory (or "
+            "all its files) to read the whole series"
+        )
     source_info = VolumeSource(path=str(root), format="dicom", name=_safe_name(group), dicom=ref)
     return Volume(grid.data[None], LPS_TO_RAS @ grid.affine_lps, source=source_info)

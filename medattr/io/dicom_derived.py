@@ -97,8 +97,10 @@ class AlgorithmInfo:
     def summary(self) -> str:
         """One sentence for DerivationDescription and similar free-text attributes."""
         target = f", target {self.target}" if self.target else ""
-        return (f"{self.name} {self.version}: {self.method} attribution, baseline "
-                f"{self.baseline}{target}. {NOT_FOR_DIAGNOSIS}.")
+        return (
+            f"{self.name} {self.version}: {self.method} attribution, baseline "
+            f"{self.baseline}{target}. {NOT_FOR_DIAGNOSIS}."
+        )
 
     def parameters(self) -> dict[str, str]:
         params = {"method": self.method, "baseline": self.baseline}
@@ -112,8 +114,10 @@ class AlgorithmInfo:
         from pydicom.sr.codedict import codes
 
         return hd.AlgorithmIdentificationSequence(
-            name=self.name[:64], family=codes.DCM.ArtificialIntelligence,
-            version=self.version[:64], parameters=self.parameters(),
+            name=self.name[:64],
+            family=codes.DCM.ArtificialIntelligence,
+            version=self.version[:64],
+            parameters=self.parameters(),
         )
 
     def contributing_equipment(self) -> Any:
@@ -177,7 +181,8 @@ class DerivedGeometry:
                 coordinate_system="PATIENT", image_orientation=[float(x) for x in self.orientation]
             ),
             "pixel_measures": hd.PixelMeasuresSequence(
-                pixel_spacing=self.pixel_spacing, slice_thickness=self.slice_thickness,
+                pixel_spacing=self.pixel_spacing,
+                slice_thickness=self.slice_thickness,
                 spacing_between_slices=self.slice_step,
             ),
         }
@@ -216,14 +221,16 @@ def derived_geometry(volume: Volume, attribution: np.ndarray, writer: str) -> De
     if attr.shape != volume.spatial_shape:
         raise InputError(
             f"{writer}: attribution has shape {attr.shape}, expected the source grid "
-            f"{volume.spatial_shape} (map it back to source geometry first)", src.path
+            f"{volume.spatial_shape} (map it back to source geometry first)",
+            src.path,
         )
     if not np.all(np.isfinite(attr)):
         raise InputError(f"{writer}: attribution has NaN or infinite values", src.path)
     if not np.allclose(volume.affine, ref.affine_ras, atol=1e-4):
         raise InputError(
             f"{writer}: the volume's affine differs from the DICOM series it was read from; "
-            "the attribution must be on the source voxel grid", src.path
+            "the attribution must be on the source voxel grid",
+            src.path,
         )
     lps = ref.affine_lps
     spacing_i = float(np.linalg.norm(lps[:3, 0]))
@@ -237,9 +244,13 @@ def derived_geometry(volume: Volume, attribution: np.ndarray, writer: str) -> De
     if float(np.dot(step_vec, normal)) < 0:  # keep frames ascending along the normal
         frames, anatomy, positions = frames[::-1], anatomy[::-1], positions[::-1]
     return DerivedGeometry(
-        ref=ref, frames=np.ascontiguousarray(frames), anatomy=np.ascontiguousarray(anatomy),
-        positions=np.ascontiguousarray(positions), orientation=np.concatenate([u, v]),
-        pixel_spacing=(spacing_j, spacing_i), slice_step=float(np.linalg.norm(step_vec)),
+        ref=ref,
+        frames=np.ascontiguousarray(frames),
+        anatomy=np.ascontiguousarray(anatomy),
+        positions=np.ascontiguousarray(positions),
+        orientation=np.concatenate([u, v]),
+        pixel_spacing=(spacing_j, spacing_i),
+        slice_step=float(np.linalg.norm(step_vec)),
     )
 
 
@@ -284,24 +295,39 @@ def order_frames_ascending(ds: Dataset) -> None:
         _frame_values(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient"), float
     )
     normal = np.cross(orient[:3], orient[3:])
-    dist = np.array([
-        float(np.dot(np.asarray(_frame_values(ds, f, "PlanePositionSequence",
-                                              "ImagePositionPatient"), float), normal))
-        for f in range(n)
-    ])
+    dist = np.array(
+        [
+            float(
+                np.dot(
+                    np.asarray(
+                        _frame_values(ds, f, "PlanePositionSequence", "ImagePositionPatient"), float
+                    ),
+                    normal,
+                )
+            )
+            for f in range(n)
+        ]
+    )
     segment = np.zeros(n)
     if "SegmentIdentificationSequence" in ds.PerFrameFunctionalGroupsSequence[0]:
-        segment = np.array([
-            float(ds.PerFrameFunctionalGroupsSequence[f].SegmentIdentificationSequence[0]
-                  .ReferencedSegmentNumber) for f in range(n)
-        ])
+        segment = np.array(
+            [
+                float(
+                    ds.PerFrameFunctionalGroupsSequence[f]
+                    .SegmentIdentificationSequence[0]
+                    .ReferencedSegmentNumber
+                )
+                for f in range(n)
+            ]
+        )
     order = np.lexsort((dist, segment))
     rows, cols = int(ds.Rows), int(ds.Columns)
     if not np.array_equal(order, np.arange(n)):
         per = list(ds.PerFrameFunctionalGroupsSequence)
         ds.PerFrameFunctionalGroupsSequence = [per[i] for i in order]
-        keyword = next(k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData")
-                       if k in ds)
+        keyword = next(
+            k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData") if k in ds
+        )
         raw = ds[keyword].value
         if int(ds.BitsAllocated) == 1:
             bits = np.asarray(unpack_bits(raw, as_array=True))[: n * rows * cols]
@@ -310,7 +336,8 @@ def order_frames_ascending(ds: Dataset) -> None:
             ds[keyword].value = packed
         else:
             dtype = {"FloatPixelData": np.float32, "DoubleFloatPixelData": np.float64}.get(
-                keyword, np.uint8 if int(ds.BitsAllocated) == 8 else np.uint16)
+                keyword, np.uint8 if int(ds.BitsAllocated) == 8 else np.uint16
+            )
             frames = np.frombuffer(raw, dtype=dtype)[: n * rows * cols].reshape(n, rows, cols)
             ds[keyword].value = np.ascontiguousarray(frames[order]).tobytes()
     pointers = [int(item.DimensionIndexPointer) for item in ds.get("DimensionIndexSequence", [])]
@@ -321,16 +348,17 @@ def order_frames_ascending(ds: Dataset) -> None:
             content = item.FrameContentSequence[0]
             p = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
             rank = int(np.searchsorted(unique, round(float(np.dot(p, normal)), 4))) + 1
-            values = list(content.DimensionIndexValues) if len(pointers) > 1 else [
-                content.DimensionIndexValues]
+            values = (
+                list(content.DimensionIndexValues)
+                if len(pointers) > 1
+                else [content.DimensionIndexValues]
+            )
             values[pos] = rank
             content.DimensionIndexValues = values if len(values) > 1 else values[0]
 
 
 @contextlib.contextmanager
-def staged_series(out_dir: str | os.PathLike[str], prefix: str) -> Iterator[
-    Callable[[str], Path]
-]:
+def staged_series(out_dir: str | os.PathLike[str], prefix: str) -> Iterator[Callable[[str], Path]]:
     """Stage a writer's files; on success move them into ``out_dir`` and drop stale ones.
 
     Files from an earlier run with the same ``prefix`` (e.g. more slices then) are removed

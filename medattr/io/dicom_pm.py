@@ -109,12 +109,15 @@ def write_dicom_parametric_map(
         device_serial_number=algorithm.version[:64],
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(
-            # one-item lists: highdicom 0.28 splits a plain-string explanation into letters
-            window_center=[0.0], window_width=[2.0 * lim],
-            window_explanation=["symmetric about zero"],
-            voi_lut_function="LINEAR_EXACT",  # widths below 1 are allowed only with it
-        )],
+        voi_lut_transformations=[
+            hd.VOILUTTransformation(
+                # one-item lists: highdicom 0.28 splits a plain-string explanation into letters
+                window_center=[0.0],
+                window_width=[2.0 * lim],
+                window_explanation=["symmetric about zero"],
+                voi_lut_function="LINEAR_EXACT",  # widths below 1 are allowed only with it
+            )
+        ],
         transfer_syntax_uid=ExplicitVRLittleEndian,
         content_label="ATTRIBUTION",
         content_description=f"{algorithm.method} attribution map. {NOT_FOR_DIAGNOSIS}"[:64],

@@ -131,9 +131,18 @@ def write_dicom_rgb(
         window = _source_window(volume)
     win = window if window is not None else window_limits(geo.anatomy)
     lim = limit if limit is not None else robust_limit(geo.frames)
+
     def blend(index: int) -> np.ndarray:  # one slice at a time: memory stays one frame
-        return blend_rgb(geo.anatomy[index], geo.frames[index], window=win, limit=lim,
-                         cmap=cmap, opacity=opacity, threshold=threshold, **blend_opts)
+        return blend_rgb(
+            geo.anatomy[index],
+            geo.frames[index],
+            window=win,
+            limit=lim,
+            cmap=cmap,
+            opacity=opacity,
+            threshold=threshold,
+            **blend_opts,
+        )
 
     u, v = geo.orientation[:3], geo.orientation[3:]
     patient_orientation = (_orientation_letter(u), _orientation_letter(v))

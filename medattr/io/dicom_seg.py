@@ -50,8 +50,11 @@ class AttributionSign(str, Enum):
     ABSOLUTE = "absolute"
 
 
-def top_percent_mask(attribution: np.ndarray, top_percent: float,
-                     sign: AttributionSign | str = AttributionSign.POSITIVE) -> np.ndarray:
+def top_percent_mask(
+    attribution: np.ndarray,
+    top_percent: float,
+    sign: AttributionSign | str = AttributionSign.POSITIVE,
+) -> np.ndarray:
     """Boolean mask of the ``top_percent`` % of all voxels with the strongest attribution.
 
     Only voxels with a non-zero score can be selected (score = attribution, its negative, or
@@ -68,8 +71,11 @@ def top_percent_mask(attribution: np.ndarray, top_percent: float,
         raise InputError(f"top_percent must be in (0, 100], got {top_percent!r}")
     sign = AttributionSign(sign)
     a = np.asarray(attribution, dtype=np.float64)
-    score = {AttributionSign.POSITIVE: a, AttributionSign.NEGATIVE: -a,
-             AttributionSign.ABSOLUTE: np.abs(a)}[sign]
+    score = {
+        AttributionSign.POSITIVE: a,
+        AttributionSign.NEGATIVE: -a,
+        AttributionSign.ABSOLUTE: np.abs(a),
+    }[sign]
     k = max(1, math.ceil(a.size * top_percent / 100.0))
     candidates = score[score > 0]
     if candidates.size == 0:
@@ -141,8 +147,11 @@ def write_dicom_seg(
     if seg_type == "BINARY":
         pixels: np.ndarray = mask.astype(np.uint8)
     else:
-        score = {AttributionSign.POSITIVE: geo.frames, AttributionSign.NEGATIVE: -geo.frames,
-                 AttributionSign.ABSOLUTE: np.abs(geo.frames)}[sign]
+        score = {
+            AttributionSign.POSITIVE: geo.frames,
+            AttributionSign.NEGATIVE: -geo.frames,
+            AttributionSign.ABSOLUTE: np.abs(geo.frames),
+        }[sign]
         peak = float(score[mask].max()) if mask.any() else 1.0
         pixels = np.where(mask, np.clip(score / peak, 0.0, 1.0), 0.0).astype(np.float32)
     label = f"top {top_percent:g}% {sign.value} attribution"
@@ -182,6 +191,7 @@ def write_dicom_seg(
     with staged_series(out_dir, filename[:-4] if filename.endswith(".dcm") else filename) as stage:
         seg.save_as(stage(filename), enforce_file_format=True)
     path = Path(out_dir) / filename
-    logger.info("wrote SEG (%d voxels, %d frames) to %s", int(mask.sum()),
-                int(seg.NumberOfFrames), path)
+    logger.info(
+        "wrote SEG (%d voxels, %d frames) to %s", int(mask.sum()), int(seg.NumberOfFrames), path
+    )
     return [path]

@@ -17,8 +17,9 @@ GRID = {"shape": (16, 16, 16), "spacing": 12.0}
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_plan_splits_are_disjoint_balanced_and_seeded():
@@ -50,8 +51,9 @@ def test_plan_rejects_bad_arguments(kwargs, match):
 
 def test_written_dataset_matches_generator_and_datalist(tmp_path):
     out = tmp_path / "bench"
-    datalist_path = generate_dataset(out, kind="phantom", n_train=3, n_val=2, n_test=2, seed=1,
-                                     **GRID)
+    datalist_path = generate_dataset(
+        out, kind="phantom", n_train=3, n_val=2, n_test=2, seed=1, **GRID
+    )
     assert datalist_path == out / "datalist.json"
     datalist = json.loads(datalist_path.read_text())
     plan = plan_dataset(n_train=3, n_val=2, n_test=2, seed=1)
@@ -97,8 +99,9 @@ def test_monai_reads_the_datalist(tmp_path):
 
 def test_mni_dataset_is_written(tmp_path):
     pytest.importorskip("nilearn")
-    path = generate_dataset(tmp_path / "m", kind="mni", n_train=1, n_val=1, n_test=0,
-                            lesion_fraction=1.0)
+    path = generate_dataset(
+        tmp_path / "m", kind="mni", n_train=1, n_val=1, n_test=0, lesion_fraction=1.0
+    )
     datalist = json.loads(path.read_text())
     assert datalist["units"].startswith("normalised")
     e = datalist["training"][0]
@@ -114,8 +117,9 @@ def test_existing_dataset_is_kept_unless_overwrite(tmp_path):
     with pytest.raises(InputError, match="already holds a dataset"):
         generate_dataset(out, kind="phantom", n_train=1, n_val=0, n_test=1, seed=5, **GRID)
     assert _files(out) == before
-    generate_dataset(out, kind="phantom", n_train=2, n_val=0, n_test=0, seed=5,
-                     overwrite=True, **GRID)
+    generate_dataset(
+        out, kind="phantom", n_train=2, n_val=0, n_test=0, seed=5, overwrite=True, **GRID
+    )
     datalist = json.loads((out / "datalist.json").read_text())
     assert datalist["seed"] == 5 and len(datalist["training"]) == 2
     assert not list((out / "test").iterdir())
@@ -150,8 +154,9 @@ def test_writer_rejects_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="kind"):
         generate_dataset(tmp_path / "x", kind="ct", n_train=1, n_val=0, n_test=0)
     with pytest.raises(InputError, match="num_workers"):
-        generate_dataset(tmp_path / "x", kind="phantom", n_train=1, n_val=0, n_test=0,
-                         num_workers=-1)
+        generate_dataset(
+            tmp_path / "x", kind="phantom", n_train=1, n_val=0, n_test=0, num_workers=-1
+        )
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(InputError, match="not a directory"):
@@ -162,6 +167,7 @@ def test_writer_rejects_bad_arguments(tmp_path):
 @pytest.mark.slow
 def test_parallel_workers_write_the_same_files(tmp_path):
     a = generate_dataset(tmp_path / "a", kind="phantom", n_train=3, n_val=1, n_test=0, **GRID)
-    b = generate_dataset(tmp_path / "b", kind="phantom", n_train=3, n_val=1, n_test=0,
-                         num_workers=2, **GRID)
+    b = generate_dataset(
+        tmp_path / "b", kind="phantom", n_train=3, n_val=1, n_test=0, num_workers=2, **GRID
+    )
     assert _files(a.parent) == _files(b.parent)

@@ -32,8 +32,14 @@ def test_reference_loads_offline_and_has_plausible_geometry(monkeypatch):
     assert 1.2 < litres < 2.2
     near = ndimage.binary_dilation(b, iterations=2)
     assert np.all(t[~near] < 0.1)  # skull-stripped: dark away from the brain
-    assert not (b[0].any() or b[-1].any() or b[:, 0].any() or b[:, -1].any()
-                or b[:, :, 0].any() or b[:, :, -1].any())
+    assert not (
+        b[0].any()
+        or b[-1].any()
+        or b[:, 0].any()
+        or b[:, -1].any()
+        or b[:, :, 0].any()
+        or b[:, :, -1].any()
+    )
     # the MNI origin (anterior commissure) lies in the brain
     origin_vox = np.linalg.solve(template.affine, [0.0, 0.0, 0.0, 1.0])[:3].round().astype(int)
     assert b[tuple(origin_vox)]
@@ -131,8 +137,12 @@ def test_other_grids_are_supported():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"seed": -3}, "seed"), ({"seed": 0, "shape": (64, 64)}, "shape"),
-     ({"seed": 0, "spacing": 0.0}, "spacing"), ({"seed": 0, "lesion": 1}, "lesion")],
+    [
+        ({"seed": -3}, "seed"),
+        ({"seed": 0, "shape": (64, 64)}, "shape"),
+        ({"seed": 0, "spacing": 0.0}, "spacing"),
+        ({"seed": 0, "lesion": 1}, "lesion"),
+    ],
 )
 def test_bad_arguments_raise_input_errors(kwargs, match):
     kwargs.setdefault("lesion", True)

@@ -114,11 +114,13 @@ def test_lesion_volume_is_independent_of_grid_orientation():
     ph = Phantom.from_seed(2)
     center = np.asarray(ph.lesion.shape.ellipsoid.center)
     n = int(np.ceil(2 * ph.lesion.shape.extent_mm / 1.5)) + 4
-    axial = ph.render((n, n, n), 1.5, centred_affine((n, n, n), 1.5, center), lesion=True,
-                      noise=False)
+    axial = ph.render(
+        (n, n, n), 1.5, centred_affine((n, n, n), 1.5, center), lesion=True, noise=False
+    )
     c, s = np.cos(0.5), np.sin(0.5)
-    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, c, -s],
-                                                                    [0, s, c]])
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array(
+        [[1, 0, 0], [0, c, -s], [0, s, c]]
+    )
     aff = np.eye(4)
     aff[:3, :3] = rot * np.array([1.5, 1.2, 1.8])  # oblique and anisotropic
     aff[:3, 3] = center - aff[:3, :3] @ (np.array([n, n, n]) - 1) / 2

@@ -15,8 +15,13 @@ GRID = {"shape": (16, 16, 16), "spacing": 12.0}
 
 
 def test_items_match_the_generator():
-    ds = StudyDataset("phantom", [5, 6], [1, 0], keys=("image", "healthy", "mask", "region",
-                                                        "label", "seed", "affine"), **GRID)
+    ds = StudyDataset(
+        "phantom",
+        [5, 6],
+        [1, 0],
+        keys=("image", "healthy", "mask", "region", "label", "seed", "affine"),
+        **GRID,
+    )
     assert len(ds) == 2
     for i, (seed, label) in enumerate([(5, 1), (6, 0)]):
         item = ds[i]
@@ -41,8 +46,9 @@ def test_dataloader_collates_batches():
 
 
 def test_from_plan_matches_the_writer_plan():
-    ds = StudyDataset.from_plan("phantom", "validation", n_train=4, n_val=3, n_test=1, seed=2,
-                                **GRID)
+    ds = StudyDataset.from_plan(
+        "phantom", "validation", n_train=4, n_val=3, n_test=1, seed=2, **GRID
+    )
     plan = plan_dataset(n_train=4, n_val=3, n_test=1, seed=2)["validation"]
     assert list(zip(ds.seeds, ds.labels, strict=True)) == plan
     with pytest.raises(InputError, match="split"):

@@ -56,8 +56,15 @@ def phantom_lps(points: np.ndarray) -> np.ndarray:
 LESION_LPS = np.array([25.0, -20.0, 15.0])
 
 
-def _base_dataset(sop_class: str, modality: str, study_uid: str, series_uid: str,
-                  for_uid: str, series_number: int, description: str) -> Dataset:
+def _base_dataset(
+    sop_class: str,
+    modality: str,
+    study_uid: str,
+    series_uid: str,
+    for_uid: str,
+    series_number: int,
+    description: str,
+) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -94,21 +101,36 @@ def _base_dataset(sop_class: str, modality: str, study_uid: str, series_uid: str
     return ds
 
 
-def _frame_points(origin: np.ndarray, u: np.ndarray, v: np.ndarray, rows: int, cols: int,
-                  spacing: tuple[float, float]) -> np.ndarray:
+def _frame_points(
+    origin: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    rows: int,
+    cols: int,
+    spacing: tuple[float, float],
+) -> np.ndarray:
     r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    return (origin[None, None, :] + c[..., None] * spacing[1] * u[None, None, :]
-            + r[..., None] * spacing[0] * v[None, None, :])
+    return (
+        origin[None, None, :]
+        + c[..., None] * spacing[1] * u[None, None, :]
+        + r[..., None] * spacing[0] * v[None, None, :]
+    )
 
 
 class SeriesSpec:
     """Geometry of a synthetic series; ``positions`` overrides the regular stack."""
 
-    def __init__(self, rows: int = 40, cols: int = 48, n: int = 12,
-                 spacing: tuple[float, float] = (3.0, 3.0), step: float = 5.0,
-                 orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
-                 origin: Sequence[float] | None = None,
-                 positions: Sequence[Sequence[float]] | None = None) -> None:
+    def __init__(
+        self,
+        rows: int = 40,
+        cols: int = 48,
+        n: int = 12,
+        spacing: tuple[float, float] = (3.0, 3.0),
+        step: float = 5.0,
+        orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+        origin: Sequence[float] | None = None,
+        positions: Sequence[Sequence[float]] | None = None,
+    ) -> None:
         self.rows, self.cols, self.n = rows, cols, n
         self.spacing, self.step = spacing, step
         o = np.asarray(orientation, dtype=np.float64)
@@ -116,8 +138,11 @@ class SeriesSpec:
         self.v = o[3:] / np.linalg.norm(o[3:])
         self.normal = np.cross(self.u, self.v)
         if origin is None:  # centre the stack on the phantom
-            origin = (-(cols - 1) / 2 * spacing[1] * self.u - (rows - 1) / 2 * spacing[0] * self.v
-                      - (n - 1) / 2 * step * self.normal)
+            origin = (
+                -(cols - 1) / 2 * spacing[1] * self.u
+                - (rows - 1) / 2 * spacing[0] * self.v
+                - (n - 1) / 2 * step * self.normal
+            )
         self.origin = np.asarray(origin, dtype=np.float64)
         if positions is None:
             positions = [self.origin + k * step * self.normal for k in range(n)]
@@ -155,13 +180,15 @@ def write_series(
     paths = []
     n = len(spec.positions)
     for k, pos in enumerate(spec.positions):
-        ds = _base_dataset(CT_IMAGE, "CT", study_uid, series_uid, for_uid, series_number,
-                           description)
+        ds = _base_dataset(
+            CT_IMAGE, "CT", study_uid, series_uid, for_uid, series_number, description
+        )
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceNumber = {"descending": n - k, "ascending": k + 1}.get(instance_order, 1 + (
-            (7 * k) % n))
+        ds.InstanceNumber = {"descending": n - k, "ascending": k + 1}.get(
+            instance_order, 1 + ((7 * k) % n)
+        )
         ds.ImagePositionPatient = [round(float(x), 4) for x in pos]
         ds.ImageOrientationPatient = [round(x, 6) for x in spec.orientation]
         ds.PixelSpacing = [spec.spacing[0], spec.spacing[1]]
@@ -183,15 +210,31 @@ def write_series(
     return paths
 
 
-def write_enhanced(path: Path, spec: SeriesSpec | None = None, *, descending: bool = True,
-                   slope: float = 0.5, intercept: float = -1000.0, series_number: int = 7,
-                   study_uid: str | None = None, for_uid: str | None = None) -> Path:
+def write_enhanced(
+    path: Path,
+    spec: SeriesSpec | None = None,
+    *,
+    descending: bool = True,
+    slope: float = 0.5,
+    intercept: float = -1000.0,
+    series_number: int = 7,
+    study_uid: str | None = None,
+    for_uid: str | None = None,
+) -> Path:
     """One Enhanced CT file holding the whole stack, frames stored in descending order."""
     spec = spec or SeriesSpec()
-    order = list(range(len(spec.positions)))[::-1] if descending else list(
-        range(len(spec.positions)))
-    ds = _base_dataset(ENHANCED_CT, "CT", study_uid or generate_uid(), generate_uid(),
-                       for_uid or generate_uid(), series_number, "Phantom enhanced")
+    order = (
+        list(range(len(spec.positions)))[::-1] if descending else list(range(len(spec.positions)))
+    )
+    ds = _base_dataset(
+        ENHANCED_CT,
+        "CT",
+        study_uid or generate_uid(),
+        generate_uid(),
+        for_uid or generate_uid(),
+        series_number,
+        "Phantom enhanced",
+    )
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
@@ -224,8 +267,9 @@ def write_enhanced(path: Path, spec: SeriesSpec | None = None, *, descending: bo
         content.DimensionIndexValues = [idx + 1]
         item.FrameContentSequence = [content]
         per.append(item)
-        hu = phantom_lps(_frame_points(spec.positions[k], spec.u, spec.v, spec.rows, spec.cols,
-                                       spec.spacing))
+        hu = phantom_lps(
+            _frame_points(spec.positions[k], spec.u, spec.v, spec.rows, spec.cols, spec.spacing)
+        )
         frames.append(np.round((hu - intercept) / slope).astype(np.int16))
     ds.PerFrameFunctionalGroupsSequence = per
     ds.PixelData = np.stack(frames).tobytes()
@@ -299,11 +343,19 @@ def read_header(path: Path) -> Dataset:
 def synth() -> SimpleNamespace:
     """The fixture builders, for tests that need their own variants."""
     return SimpleNamespace(
-        SeriesSpec=SeriesSpec, write_series=write_series, write_enhanced=write_enhanced,
-        phantom_lps=phantom_lps, lesion_lps=LESION_LPS, patient=PATIENT, tool=tool,
-        read_header=read_header, frames_with_positions=frames_with_positions, missing=missing,
+        SeriesSpec=SeriesSpec,
+        write_series=write_series,
+        write_enhanced=write_enhanced,
+        phantom_lps=phantom_lps,
+        lesion_lps=LESION_LPS,
+        patient=PATIENT,
+        tool=tool,
+        read_header=read_header,
+        frames_with_positions=frames_with_positions,
+        missing=missing,
         module=module,
-        grid_index=grid_index, hot_attribution=hot_attribution,
+        grid_index=grid_index,
+        hot_attribution=hot_attribution,
     )
 
 
@@ -313,10 +365,12 @@ def frames_with_positions(path: Path) -> tuple[np.ndarray, np.ndarray]:
     arr = ds.pixel_array
     if arr.ndim == 2:
         arr = arr[None]
-    pos = np.array([
-        [float(x) for x in item.PlanePositionSequence[0].ImagePositionPatient]
-        for item in ds.PerFrameFunctionalGroupsSequence
-    ])
+    pos = np.array(
+        [
+            [float(x) for x in item.PlanePositionSequence[0].ImagePositionPatient]
+            for item in ds.PerFrameFunctionalGroupsSequence
+        ]
+    )
     return pos, arr
 
 
@@ -360,7 +414,10 @@ def derived(axial_series: Path, tmp_path_factory: pytest.TempPathFactory) -> Sim
     algorithm = AlgorithmInfo("integrated_gradients", "blur(4mm)", "class 1 logit")
     out = tmp_path_factory.mktemp("derived")
     return SimpleNamespace(
-        volume=vol, attribution=attr, algorithm=algorithm, out=out,
+        volume=vol,
+        attribution=attr,
+        algorithm=algorithm,
+        out=out,
         rgb=write_dicom_rgb(vol, attr, out, algorithm=algorithm),
         pm=write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)[0],
         seg=write_dicom_seg(vol, attr, out, algorithm=algorithm, top_percent=1.0)[0],
@@ -421,8 +478,12 @@ class OrthancServer:
         root.mkdir(parents=True, exist_ok=True)
         (root / "orthanc.json").write_text(json.dumps(config, indent=1))
         self.log = open(root / "orthanc.log", "wb")  # closed in stop()
-        self.proc = subprocess.Popen([tool("Orthanc"), str(root / "orthanc.json")],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
+        self.proc = subprocess.Popen(
+            [tool("Orthanc"), str(root / "orthanc.json")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -443,8 +504,9 @@ class OrthancServer:
 
     def series_id(self, series_uid: str) -> str:
         """Orthanc's identifier of a series, looked up by SeriesInstanceUID."""
-        req = urllib.request.Request(f"{self.url}/tools/lookup", data=series_uid.encode(),
-                                     method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/tools/lookup", data=series_uid.encode(), method="POST"
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             hits = [h for h in json.load(r) if h["Type"] == "Series"]
         assert len(hits) == 1, hits

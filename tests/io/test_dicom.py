@@ -113,11 +113,14 @@ def test_enhanced_multiframe_descending_frames(tmp_path, synth):
 def test_legacy_converted_enhanced_ct(tmp_path, synth):
     import highdicom as hd
 
-    paths = synth.write_series(tmp_path / "sf", synth.SeriesSpec(n=5), slope=0.5,
-                               intercept=-1000.0)
+    paths = synth.write_series(tmp_path / "sf", synth.SeriesSpec(n=5), slope=0.5, intercept=-1000.0)
     legacy = hd.legacy.LegacyConvertedEnhancedCTImage(
-        [pydicom.dcmread(p) for p in paths], series_instance_uid=generate_uid(),
-        series_number=8, sop_instance_uid=generate_uid(), instance_number=1)
+        [pydicom.dcmread(p) for p in paths],
+        series_instance_uid=generate_uid(),
+        series_number=8,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+    )
     (tmp_path / "lc").mkdir()
     legacy.save_as(tmp_path / "lc" / "legacy.dcm")
     converted, single = read_dicom_series(tmp_path / "lc"), read_dicom_series(tmp_path / "sf")
@@ -125,20 +128,24 @@ def test_legacy_converted_enhanced_ct(tmp_path, synth):
     np.testing.assert_allclose(converted.affine, single.affine, atol=1e-6)
 
 
-@pytest.mark.parametrize("tsyntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless],
-                         ids=["rle", "jpeg2000", "jpegls"])
+@pytest.mark.parametrize(
+    "tsyntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless], ids=["rle", "jpeg2000", "jpegls"]
+)
 def test_compressed_series_decode_identically(tmp_path, synth, tsyntax):
     spec = synth.SeriesSpec(n=4)
     synth.write_series(tmp_path / "raw", spec)
     synth.write_series(tmp_path / "enc", spec, transfer_syntax=tsyntax)
     assert pydicom.dcmread(next((tmp_path / "enc").iterdir())).file_meta.TransferSyntaxUID == (
-        tsyntax)
-    np.testing.assert_array_equal(read_dicom_series(tmp_path / "enc").array,
-                                  read_dicom_series(tmp_path / "raw").array)
+        tsyntax
+    )
+    np.testing.assert_array_equal(
+        read_dicom_series(tmp_path / "enc").array, read_dicom_series(tmp_path / "raw").array
+    )
 
 
-@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                                  "MR_small_RLE.dcm"])
+@pytest.mark.parametrize(
+    "name", ["MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm"]
+)
 def test_third_party_compressed_single_files(name):
     ref = read_dicom_series([TESTDATA / "MR_small.dcm"])
     vol = read_dicom_series([TESTDATA / name])
@@ -173,8 +180,11 @@ def test_undecodable_pixel_data_is_named(tmp_path, synth):
     frame[0:4] = (200).to_bytes(4, "little")  # the RLE header now claims 200 segments
     ds.PixelData = encapsulate([bytes(frame)])
     ds.save_as(paths[1])
-    with pytest.raises(DicomSeriesError, match=r"slice001\.dcm: pixel data cannot be decoded, "
-                                               r"transfer syntax RLE Lossless"):
+    with pytest.raises(
+        DicomSeriesError,
+        match=r"slice001\.dcm: pixel data cannot be decoded, "
+        r"transfer syntax RLE Lossless",
+    ):
         read_dicom_series(tmp_path / "bad")
 
 
@@ -231,10 +241,20 @@ def test_read_volume_dispatches(axial_series, tmp_path):
 @pytest.fixture
 def two_series(tmp_path, synth) -> Path:
     study = generate_uid()
-    synth.write_series(tmp_path / "study" / "a", synth.SeriesSpec(n=4), study_uid=study,
-                       series_number=2, description="Thorax axial 5mm")
-    synth.write_series(tmp_path / "study" / "b", synth.SeriesSpec(n=5), study_uid=study,
-                       series_number=4, description="Thorax bone kernel")
+    synth.write_series(
+        tmp_path / "study" / "a",
+        synth.SeriesSpec(n=4),
+        study_uid=study,
+        series_number=2,
+        description="Thorax axial 5mm",
+    )
+    synth.write_series(
+        tmp_path / "study" / "b",
+        synth.SeriesSpec(n=5),
+        study_uid=study,
+        series_number=4,
+        description="Thorax bone kernel",
+    )
     return tmp_path / "study"
 
 
@@ -253,7 +273,9 @@ def test_several_series_need_a_choice(two_series, synth, caplog):
 def test_choose_by_description_and_uid(two_series):
     summaries = list_dicom_series(two_series)
     assert [(s.series_number, s.n_files, s.readable) for s in summaries] == [
-        (2, 4, True), (4, 5, True)]
+        (2, 4, True),
+        (4, 5, True),
+    ]
     assert "Thorax axial" in str(summaries[0])
     vol = read_dicom_series(two_series, series_description="bone")
     assert vol.spatial_shape[2] == 5
@@ -318,8 +340,9 @@ def test_missing_slice_refused_and_resampled(tmp_path, synth):
     regular = read_dicom_series(full[0].parent)
     np.testing.assert_allclose(vol.affine, regular.affine, atol=1e-6)
     # away from the interpolated slice the resampled volume equals the regular one
-    np.testing.assert_allclose(vol.array[..., [0, 1, 2, 3, 5, 6, 7]],
-                               regular.array[..., [0, 1, 2, 3, 5, 6, 7]], atol=1e-3)
+    np.testing.assert_allclose(
+        vol.array[..., [0, 1, 2, 3, 5, 6, 7]], regular.array[..., [0, 1, 2, 3, 5, 6, 7]], atol=1e-3
+    )
     mid = 0.5 * (regular.array[..., 3] + regular.array[..., 5])
     np.testing.assert_allclose(vol.array[..., 4], mid, atol=1e-3)
 
@@ -361,17 +384,27 @@ def test_gantry_tilt_refused_and_resampled(tmp_path, synth):
     err = np.abs(vol.array[0] - _expected(vol, synth))
     assert np.median(err) < 1.0
     assert np.mean(err > 50) < 0.06
-    np.testing.assert_allclose(np.cross(vol.affine[:3, 0], vol.affine[:3, 1]) @ vol.affine[:3, 2],
-                               9.0 * 5.0, rtol=1e-6)  # k axis orthogonal to the slices
+    np.testing.assert_allclose(
+        np.cross(vol.affine[:3, 0], vol.affine[:3, 1]) @ vol.affine[:3, 2], 9.0 * 5.0, rtol=1e-6
+    )  # k axis orthogonal to the slices
 
 
 def test_mixed_orientation_and_size_refused(tmp_path, synth):
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    synth.write_series(tmp_path / "mix" / "ax", synth.SeriesSpec(n=6), study_uid=study,
-                       series_uid=series, for_uid=frame)
-    synth.write_series(tmp_path / "mix" / "cor", synth.SeriesSpec(
-        n=2, orientation=(1, 0, 0, 0, 0, -1), rows=30), study_uid=study, series_uid=series,
-        for_uid=frame)
+    synth.write_series(
+        tmp_path / "mix" / "ax",
+        synth.SeriesSpec(n=6),
+        study_uid=study,
+        series_uid=series,
+        for_uid=frame,
+    )
+    synth.write_series(
+        tmp_path / "mix" / "cor",
+        synth.SeriesSpec(n=2, orientation=(1, 0, 0, 0, 0, -1), rows=30),
+        study_uid=study,
+        series_uid=series,
+        for_uid=frame,
+    )
     with pytest.raises(DicomSeriesError) as err:
         read_dicom_series(tmp_path / "mix")
     assert "mixed slice orientations: 6 slice(s) axial" in str(err.value)

@@ -20,9 +20,19 @@ from medattr.io.dicom_derived import NOT_FOR_DIAGNOSIS, series_description
 
 WRITERS = [write_dicom_rgb, write_dicom_parametric_map, write_dicom_seg]
 
-STUDY_ATTRIBUTES = ["PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-                    "StudyDescription", "ReferringPhysicianName"]
+STUDY_ATTRIBUTES = [
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+    "ReferringPhysicianName",
+]
 
 
 def _outputs(derived) -> list[pydicom.Dataset]:
@@ -31,8 +41,11 @@ def _outputs(derived) -> list[pydicom.Dataset]:
 
 def test_algorithm_info_validates_and_describes():
     info = AlgorithmInfo("integrated_gradients", "zero", "class 1")
-    assert info.parameters() == {"method": "integrated_gradients", "baseline": "zero",
-                                 "target": "class 1"}
+    assert info.parameters() == {
+        "method": "integrated_gradients",
+        "baseline": "zero",
+        "target": "class 1",
+    }
     assert "integrated_gradients" in info.summary() and NOT_FOR_DIAGNOSIS in info.summary()
     with pytest.raises(InputError, match=r"AlgorithmInfo\.method"):
         AlgorithmInfo("", "zero")

@@ -26,14 +26,19 @@ pytestmark = pytest.mark.integration
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 def _paths(derived) -> dict[str, list[Path]]:
-    return {"source": derived.source, "rgb": derived.rgb, "pm": [derived.pm],
-            "seg": [derived.seg]}
+    return {"source": derived.source, "rgb": derived.rgb, "pm": [derived.pm], "seg": [derived.seg]}
 
 
 def _c_store(orthanc, paths: list[Path]) -> None:
@@ -69,20 +74,24 @@ def _check_study(orthanc, derived) -> None:
 
     client = DICOMwebClient(url=f"{orthanc.url}/dicom-web")
     study_uid = derived.volume.source.dicom.study_instance_uid
-    found = {Dataset.from_json(s).SeriesInstanceUID: Dataset.from_json(s)
-             for s in client.search_for_series(study_instance_uid=study_uid)}
-    expected = {kind: pydicom.dcmread(paths[0]).SeriesInstanceUID
-                for kind, paths in _paths(derived).items()}
+    found = {
+        Dataset.from_json(s).SeriesInstanceUID: Dataset.from_json(s)
+        for s in client.search_for_series(study_instance_uid=study_uid)
+    }
+    expected = {
+        kind: pydicom.dcmread(paths[0]).SeriesInstanceUID for kind, paths in _paths(derived).items()
+    }
     assert set(found) == set(expected.values())
     assert found[expected["source"]].Modality == "CT"
     assert found[expected["seg"]].Modality == "SEG"
     assert len(orthanc.get("/studies")) == 1
     for kind, paths in _paths(derived).items():
         assert int(found[expected[kind]].NumberOfSeriesRelatedInstances) == len(paths)
-        for path in (paths if kind != "source" else paths[:2]):
+        for path in paths if kind != "source" else paths[:2]:
             local = pydicom.dcmread(path)
-            remote = client.retrieve_instance(study_uid, local.SeriesInstanceUID,
-                                              local.SOPInstanceUID)
+            remote = client.retrieve_instance(
+                study_uid, local.SeriesInstanceUID, local.SOPInstanceUID
+            )
             keyword = next(k for k in PIXEL_KEYWORDS if k in local)
             assert remote[keyword].value == local[keyword].value, f"{kind}: {path.name}"
             assert remote.StudyInstanceUID == study_uid
@@ -129,9 +138,19 @@ def _screenshot(url: str, out: Path, profile: Path, synth) -> np.ndarray:
     if chromium is None:
         chromium = synth.tool("chromium")
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=900,700",
-         "--hide-scrollbars", "--virtual-time-budget=20000", f"--screenshot={out}", url],
-        capture_output=True, timeout=180, check=False,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=900,700",
+            "--hide-scrollbars",
+            "--virtual-time-budget=20000",
+            f"--screenshot={out}",
+            url,
+        ],
+        capture_output=True,
+        timeout=180,
+        check=False,
     )
     assert out.exists(), "Chromium wrote no screenshot"
     return np.asarray(Image.open(out).convert("RGB")).astype(int)
@@ -140,7 +159,7 @@ def _screenshot(url: str, out: Path, profile: Path, synth) -> np.ndarray:
 def _reddish(img: np.ndarray) -> int:
     """Strongly red pixels in the image area (the viewer's own text sits at the edges)."""
     h, w = img.shape[:2]
-    core = img[int(0.15 * h):int(0.85 * h), int(0.1 * w):int(0.9 * w)]
+    core = img[int(0.15 * h) : int(0.85 * h), int(0.1 * w) : int(0.9 * w)]
     return int(np.sum((core[..., 0] - core[..., 2] > 60) & (core[..., 0] - core[..., 1] > 60)))
 
 
@@ -150,8 +169,7 @@ def test_overlay_shows_in_the_web_viewer(orthanc, tmp_path, synth):
     # 1.25 mm pixels, 3 mm slices from the lesion's level up: the viewer opens the lowest
     rows, cols, sp = 112, 128, 1.25
     origin = [-(cols - 1) / 2 * sp, -(rows - 1) / 2 * sp, synth.lesion_lps[2] - 3.0]
-    spec = synth.SeriesSpec(rows=rows, cols=cols, n=6, spacing=(sp, sp), step=3.0,
-                            origin=origin)
+    spec = synth.SeriesSpec(rows=rows, cols=cols, n=6, spacing=(sp, sp), step=3.0, origin=origin)
     synth.write_series(tmp_path / "src", spec, description="Phantom chest")
     vol = read_dicom_series(tmp_path / "src")
     # an attribution column through every slice, so the first slice the viewer opens shows it
@@ -160,8 +178,13 @@ def test_overlay_shows_in_the_web_viewer(orthanc, tmp_path, synth):
     seed[int(lesion_ijk[0]), int(lesion_ijk[1])] = 1.0
     blob = ndimage.gaussian_filter(seed, 6.0)
     attr = np.repeat((blob / blob.max())[..., None], vol.spatial_shape[2], axis=2)
-    rgb = write_dicom_rgb(vol, attr, tmp_path / "out", window=(-250.0, 350.0),
-                          algorithm=AlgorithmInfo("integrated_gradients", "zero"))
+    rgb = write_dicom_rgb(
+        vol,
+        attr,
+        tmp_path / "out",
+        window=(-250.0, 350.0),
+        algorithm=AlgorithmInfo("integrated_gradients", "zero"),
+    )
     _c_store(orthanc, sorted((tmp_path / "src").iterdir()) + rgb)
     viewer = f"{orthanc.url}/web-viewer/app/viewer.html?series="
     overlay_id = orthanc.series_id(pydicom.dcmread(rgb[0]).SeriesInstanceUID)

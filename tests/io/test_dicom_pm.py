@@ -21,15 +21,20 @@ def test_values_round_trip_exactly_on_the_source_grid(derived, synth):
 
 def test_frames_ascend_along_the_normal_with_dimension_indices(derived):
     ds = pydicom.dcmread(derived.pm)
-    orient = np.array(ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
-                      .ImageOrientationPatient, float)
+    orient = np.array(
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient,
+        float,
+    )
     normal = np.cross(orient[:3], orient[3:])
     per = ds.PerFrameFunctionalGroupsSequence
-    heights = [float(np.dot(np.array(f.PlanePositionSequence[0].ImagePositionPatient, float),
-                            normal)) for f in per]
+    heights = [
+        float(np.dot(np.array(f.PlanePositionSequence[0].ImagePositionPatient, float), normal))
+        for f in per
+    ]
     assert np.all(np.diff(heights) > 0)
     assert [int(f.FrameContentSequence[0].DimensionIndexValues) for f in per] == list(
-        range(1, len(per) + 1))
+        range(1, len(per) + 1)
+    )
 
 
 def test_frame_anatomy_value_mapping_and_window(derived):
@@ -59,7 +64,8 @@ def test_references_the_source_series_and_slices(derived):
     [series] = ds.ReferencedSeriesSequence
     assert series.SeriesInstanceUID == ref.series_instance_uid
     assert {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence} == {
-        s.sop_instance_uid for s in ref.slices}
+        s.sop_instance_uid for s in ref.slices
+    }
     by_position = {np.round(s.position, 3).tobytes(): s.sop_instance_uid for s in ref.slices}
     for item in ds.PerFrameFunctionalGroupsSequence:
         pos = np.round(np.array(item.PlanePositionSequence[0].ImagePositionPatient, float), 3)

@@ -21,10 +21,12 @@ def test_one_instance_per_slice_ascending_in_the_source_geometry(derived):
         assert ds.InstanceNumber == k + 1
         assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
         assert (ds.Rows, ds.Columns) == (40, 48)
-        np.testing.assert_allclose([float(x) for x in ds.ImagePositionPatient],
-                                   ref.slices[k].position, atol=1e-4)
-        np.testing.assert_allclose([float(x) for x in ds.ImageOrientationPatient],
-                                   [1, 0, 0, 0, 1, 0], atol=1e-6)
+        np.testing.assert_allclose(
+            [float(x) for x in ds.ImagePositionPatient], ref.slices[k].position, atol=1e-4
+        )
+        np.testing.assert_allclose(
+            [float(x) for x in ds.ImageOrientationPatient], [1, 0, 0, 0, 1, 0], atol=1e-6
+        )
         assert [float(x) for x in ds.PixelSpacing] == [3.0, 3.0]
         assert float(ds.SliceThickness) == 5.0
         assert ds.BurnedInAnnotation == "NO"
@@ -63,22 +65,37 @@ def test_oblique_series_positions_follow_the_source(tmp_path, synth):
     spec = synth.SeriesSpec(orientation=[1, 0, 0, 0, np.cos(th), np.sin(th)], n=5, step=4.0)
     synth.write_series(tmp_path / "src", spec, instance_order="shuffled")
     vol = read_dicom_series(tmp_path / "src")
-    paths = write_dicom_rgb(vol, np.zeros(vol.spatial_shape, np.float32), tmp_path / "out",
-                            algorithm=AlgorithmInfo("ig", "zero"))
+    paths = write_dicom_rgb(
+        vol,
+        np.zeros(vol.spatial_shape, np.float32),
+        tmp_path / "out",
+        algorithm=AlgorithmInfo("ig", "zero"),
+    )
     for path, position in zip(paths, spec.positions, strict=True):
         ds = pydicom.dcmread(path)
-        np.testing.assert_allclose([float(x) for x in ds.ImagePositionPatient], position,
-                                   atol=1e-3)
-        np.testing.assert_allclose([float(x) for x in ds.ImageOrientationPatient],
-                                   spec.orientation, atol=1e-5)
+        np.testing.assert_allclose([float(x) for x in ds.ImagePositionPatient], position, atol=1e-3)
+        np.testing.assert_allclose(
+            [float(x) for x in ds.ImageOrientationPatient], spec.orientation, atol=1e-5
+        )
 
 
 def test_source_window_option(derived, tmp_path):
     with pytest.raises(ValueError, match="window must be"):
-        write_dicom_rgb(derived.volume, derived.attribution, tmp_path,
-                        algorithm=derived.algorithm, window="auto")
+        write_dicom_rgb(
+            derived.volume,
+            derived.attribution,
+            tmp_path,
+            algorithm=derived.algorithm,
+            window="auto",
+        )
     # the synthetic source has no WindowCenter: falls back to percentiles
-    paths = write_dicom_rgb(derived.volume, derived.attribution, tmp_path / "w",
-                            algorithm=derived.algorithm, window="source")
-    np.testing.assert_array_equal(pydicom.dcmread(paths[0]).pixel_array,
-                                  pydicom.dcmread(derived.rgb[0]).pixel_array)
+    paths = write_dicom_rgb(
+        derived.volume,
+        derived.attribution,
+        tmp_path / "w",
+        algorithm=derived.algorithm,
+        window="source",
+    )
+    np.testing.assert_array_equal(
+        pydicom.dcmread(paths[0]).pixel_array, pydicom.dcmread(derived.rgb[0]).pixel_array
+    )

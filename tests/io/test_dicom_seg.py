@@ -56,9 +56,14 @@ def test_segment_description_identifies_the_algorithm(derived):
 
 
 def test_fractional_segment_holds_normalised_strength(derived, tmp_path, synth):
-    [path] = write_dicom_seg(derived.volume, derived.attribution, tmp_path,
-                             algorithm=derived.algorithm, top_percent=2.0,
-                             segmentation_type="fractional")
+    [path] = write_dicom_seg(
+        derived.volume,
+        derived.attribution,
+        tmp_path,
+        algorithm=derived.algorithm,
+        top_percent=2.0,
+        segmentation_type="fractional",
+    )
     ds = pydicom.dcmread(path)
     assert ds.SegmentationType == "FRACTIONAL"
     ref = derived.volume.source.dicom
@@ -81,5 +86,10 @@ def test_empty_segmentation_is_written_with_a_warning(derived, tmp_path, caplog)
 
 def test_bad_segmentation_type(derived, tmp_path):
     with pytest.raises(InputError, match="segmentation_type"):
-        write_dicom_seg(derived.volume, derived.attribution, tmp_path,
-                        algorithm=derived.algorithm, segmentation_type="LABELMAP")
+        write_dicom_seg(
+            derived.volume,
+            derived.attribution,
+            tmp_path,
+            algorithm=derived.algorithm,
+            segmentation_type="LABELMAP",
+        )

@@ -60,16 +60,17 @@ def _source(name: str, tmp: Path, synth, ct5n: Path) -> Path:
         synth.write_series(tmp, synth.SeriesSpec(n=9))
     elif name in ("oblique", "enhanced"):
         th = np.deg2rad(30.0)
-        spec = synth.SeriesSpec(orientation=[np.cos(th), 0, -np.sin(th), 0, 1, 0], n=9,
-                                step=4.0)
+        spec = synth.SeriesSpec(orientation=[np.cos(th), 0, -np.sin(th), 0, 1, 0], n=9, step=4.0)
         if name == "oblique":
             synth.write_series(tmp, spec, instance_order="shuffled")
         else:
             synth.write_enhanced(tmp / "enhanced.dcm", spec, descending=True)
     elif name == "resampled":
         spec = synth.SeriesSpec(n=9)
-        synth.write_series(tmp, synth.SeriesSpec(
-            n=8, positions=[p for k, p in enumerate(spec.positions) if k != 3]))
+        synth.write_series(
+            tmp,
+            synth.SeriesSpec(n=8, positions=[p for k, p in enumerate(spec.positions) if k != 3]),
+        )
     else:
         return ct5n
     return tmp
@@ -88,7 +89,10 @@ def case(request, tmp_path_factory, synth, ct5n) -> SimpleNamespace:
     out = tmp / "out"
     expected_lps = (LPS_TO_RAS @ vol.affine @ np.array([*hot, 1.0]))[:3]
     return SimpleNamespace(
-        name=request.param, volume=vol, hot=hot, expected=expected_lps,
+        name=request.param,
+        volume=vol,
+        hot=hot,
+        expected=expected_lps,
         rgb=write_dicom_rgb(vol, attr, out, algorithm=alg),
         pm=write_dicom_parametric_map(vol, attr, out, algorithm=alg)[0],
         seg=write_dicom_seg(vol, attr, out, algorithm=alg, top_percent=1e-9)[0],
@@ -105,8 +109,11 @@ def _dciodvfy(path: Path, synth) -> tuple[list[str], list[str]]:
 
 
 def test_dciodvfy_reports_no_errors(case, synth):
-    outputs = {"sc": [case.rgb[0], case.rgb[len(case.rgb) // 2]], "pm": [case.pm],
-               "seg": [case.seg]}
+    outputs = {
+        "sc": [case.rgb[0], case.rgb[len(case.rgb) // 2]],
+        "pm": [case.pm],
+        "seg": [case.seg],
+    }
     for kind, paths in outputs.items():
         for path in paths:
             errors, warnings = _dciodvfy(path, synth)
@@ -116,8 +123,9 @@ def test_dciodvfy_reports_no_errors(case, synth):
 
 
 def _assert_at(point, case, what: str) -> None:
-    np.testing.assert_allclose(np.asarray(point, float), case.expected, atol=1e-3,
-                               err_msg=f"{case.name}: {what}")
+    np.testing.assert_allclose(
+        np.asarray(point, float), case.expected, atol=1e-3, err_msg=f"{case.name}: {what}"
+    )
 
 
 def test_hot_voxel_lands_at_one_patient_coordinate(case, synth):
