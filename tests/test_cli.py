@@ -325,3 +325,32 @@ def test_console_script_exit_codes(tiny_model: Path, study: Path, tmp_path: Path
     )
     assert bad.returncode == 2 and "file not found" in bad.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_make_dataset_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ds"
+    args = [
+        "make-dataset",
+        str(out),
+        "--kind",
+        "phantom",
+        "--n-train",
+        "2",
+        "--n-val",
+        "1",
+        "--n-test",
+        "1",
+        "--shape",
+        "24",
+        "24",
+        "24",
+        "--spacing",
+        "8",
+    ]
+    assert main(args) == 0
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [2, 1, 1]
+    for item in datalist["training"]:
+        assert nib.load(str(out / item["image"])).shape == (24, 24, 24)
+    assert main(args) == 2  # refuses to overwrite without --overwrite
+    assert "overwrite" in capsys.readouterr().err
