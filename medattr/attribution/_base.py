@@ -143,9 +143,9 @@ class PathAttribution:
     multiply_by_inputs
         Multiply gradients by ``x - x'`` (the path attribution; default), or return the path-
         averaged gradient (Captum's "local" variant).
-    internal_batch_size, amp, memory_budget, progress
+    internal_batch_size, amp, memory_budget, progress, distributed
         Engine defaults for every call (see :class:`medattr.attribution.engine.PathEngine`);
-        each can be overridden per call.
+        each but ``distributed`` can be overridden per call.
     """
 
     method_name = "path"
@@ -159,6 +159,7 @@ class PathAttribution:
         amp: str | AMP | None = None,
         memory_budget: int | str | None = None,
         progress: bool | None = None,
+        distributed: bool = False,
     ) -> None:
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
@@ -168,6 +169,7 @@ class PathAttribution:
         self.amp = amp
         self.memory_budget = memory_budget
         self.progress = progress
+        self.distributed = distributed
         # validate now, not at the first call
         self.engine()
 
@@ -189,6 +191,7 @@ class PathAttribution:
             memory_budget=pick(memory_budget, self.memory_budget),
             progress=pick(progress, self.progress),
             description=description or self.method_name,
+            distributed=self.distributed,
         )
 
     @staticmethod

@@ -176,6 +176,11 @@ class PathEngine:
     progress
         Show a tqdm bar on stderr: ``True``, ``False`` or ``None`` (only when stderr is a
         terminal). The bar appears only if the run lasts more than two seconds.
+    distributed
+        Split the path points of one call across the ranks of the initialised
+        ``torch.distributed`` process group (e.g. under ``torchrun``): rank ``r`` evaluates points
+        ``r, r + W, r + 2W, ...`` and the sums are all-reduced, so every rank returns the full
+        result. For one very large volume on several GPUs.
     """
 
     def __init__(
@@ -188,6 +193,7 @@ class PathEngine:
         max_chunk: int | None = None,
         progress: bool | None = None,
         description: str = "attribution",
+        distributed: bool = False,
     ) -> None:
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
@@ -216,6 +222,7 @@ class PathEngine:
         self.max_chunk = max_chunk
         self.progress = progress
         self.description = description
+        self.distributed = bool(distributed)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -341,6 +348,17 @@ class PathEngine:
             Multiply each gradient by ``x - b`` (path attribution); ``False`` sums weighted
             gradients only.
         """
+        if self.distributed:
+            return self._run_distributed(
+                inputs,
+                baselines,
+                jobs,
+                bound,
+                additional_forward_args,
+                buckets=buckets,
+                bucket_fn=bucket_fn,
+                multiply_by_delta=multiply_by_delta,
+            )
         t0 = time.perf_counter()
         args = normalize_args(additional_forward_args)
         if inputs.shape[1:] != baselines.shape[1:]:
@@ -426,6 +444,59 @@ class PathEngine:
             freeze.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _run_distributed(
+        self,
+        inputs: Tensor,
+        baselines: Tensor,
+        jobs: PathJobs,
+        bound: BoundTarget,
+        additional_forward_args: Any,
+        *,
+        buckets: int,
+        bucket_fn: BucketFn | None,
+        multiply_by_delta: bool,
+    ) -> EngineResult:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "distributed=True needs an initialised torch.distributed process group "
+                "(run under torchrun, or call torch.distributed.init_process_group)"
+            )
+        if bucket_fn is not None:
+            raise NotImplementedError(
+                "this method needs the whole path in order on one process (Split IG); run it "
+                "without distributed=True"
+            )
+        t0 = time.perf_counter()
+        rank, world = dist.get_rank(), dist.get_world_size()
+        mine = torch.arange(rank, len(jobs), world)
+        local = PathJobs(
+            jobs.sample[mine], jobs.reference[mine], jobs.alpha[mine], jobs.weight[mine]
+        )
+        self.distributed = False
+        try:
+            result = self.run(
+                inputs,
+                baselines,
+                local,
+                bound,
+                additional_forward_args,
+                buckets=buckets,
+                multiply_by_delta=multiply_by_delta,
+            )
+        finally:
+            self.distributed = True
+        sums = result.sums.contiguous()
+        dist.all_reduce(sums)
+        outputs = torch.zeros(len(jobs), dtype=torch.float64, device=sums.device)
+        outputs[mine.to(sums.device)] = result.outputs.to(sums.device)
+        dist.all_reduce(outputs)
+        result.sums = sums
+        result.outputs = outputs.cpu()
         result.seconds = time.perf_counter() - t0
         return result
 
