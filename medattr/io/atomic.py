@@ -16,6 +16,16 @@ from pathlib import Path
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_directory"]
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
@@ -35,6 +45,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         tmp_path = final_tmp
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, _FILE_MODE)  # mkstemp made it private; outputs follow the umask
         os.replace(tmp_path, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -80,6 +92,7 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
         ordered = sorted(set(names), key=lambda n: n.endswith("manifest.json"))
         for name in ordered:
             src = staging / name
+            _relax_modes(src)
             if src.is_dir():
                 _replace_directory(src, out / name, staging)
             elif src.exists():
@@ -101,3 +114,13 @@ def _replace_directory(src: Path, dest: Path, scratch: Path) -> None:
     os.replace(src, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _relax_modes(path: Path) -> None:
+    """Give staged outputs ordinary permissions (mkstemp and mkdtemp make them private)."""
+    if path.is_dir():
+        os.chmod(path, _DIR_MODE)
+        for sub in path.rglob("*"):
+            os.chmod(sub, _DIR_MODE if sub.is_dir() else _FILE_MODE)
+    elif path.is_file():
+        os.chmod(path, _FILE_MODE)

@@ -83,3 +83,15 @@ def test_staged_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
         stage("new.txt").write_text("x")
         stage("manifest.json").write_text("{}")
     assert sorted(p.name for p in existing.iterdir()) == ["manifest.json", "new.txt", "old.txt"]
+
+
+def test_outputs_follow_the_umask_not_mkstemp(tmp_path: Path) -> None:
+    out = write_nifti(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.float32), np.eye(4))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    with staged_directory(tmp_path / "s") as stage:
+        d = stage("series")
+        d.mkdir()
+        (d / "x.dcm").write_bytes(b"x")
+    assert (tmp_path / "s" / "series").stat().st_mode & 0o777 == 0o777 & ~umask
