@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +50,7 @@ def render_split(
     *,
     workers: int = 2,
     options: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Render ``(seed, lesion)`` studies; returns stacked ``image``, ``healthy``, ``mask``,
     ``label`` and the ``seed`` of each row.
@@ -53,7 +58,23 @@ def render_split(
     Arrays are float32 ``(N, I, J, K)`` in source units (HU for phantoms). A seed for which the
     generator cannot place a lesion is dropped (deterministically), so N may be slightly less
     than ``len(seeds)``.
+
+    With ``cache_dir`` the arrays are kept in an ``.npz`` named by a hash of everything that
+    determines them (kind, seeds, labels, options, medattr version), and reused.
     """
+    cache = None
+    if cache_dir is not None:
+        from medattr._version import __version__
+
+        key = json.dumps(
+            [kind, [int(s) for s in seeds], [bool(v) for v in labels], options or {}, __version__],
+            sort_keys=True,
+            default=str,
+        )
+        cache = Path(cache_dir) / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+        if cache.exists():
+            with np.load(cache) as data:
+                return {k: data[k] for k in data.files}
     jobs = [
         (kind, int(s), bool(lab), dict(options or {})) for s, lab in zip(seeds, labels, strict=True)
     ]
@@ -64,10 +85,16 @@ def render_split(
         rows = [_render_one(j) for j in jobs]
     kept = [i for i, r in enumerate(rows) if r is not None]
     done = [r for r in rows if r is not None]
-    return {
+    out = {
         "seed": np.asarray([jobs[i][1] for i in kept], dtype=np.int64),
         "image": np.stack([r[0] for r in done]).astype(np.float32),
         "healthy": np.stack([r[1] for r in done]).astype(np.float32),
         "mask": np.stack([r[2] for r in done]).astype(np.float32),
         "label": np.asarray([r[3] for r in done], dtype=np.int64),
     }
+    if cache is not None:
+        from medattr.io.atomic import atomic_path
+
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, **out)
+    return out
