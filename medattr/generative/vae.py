@@ -35,6 +35,8 @@ class HealthyVAE(torch.nn.Module):
         Encoder widths and strides (the decoder mirrors them).
     use_sigmoid
         Squash the output to [0, 1] (for inputs normalised to that range).
+    num_res_units
+        Residual units per level (0 keeps CPU training affordable).
 
     Examples
     --------
@@ -51,6 +53,7 @@ class HealthyVAE(torch.nn.Module):
         channels: Sequence[int] = (16, 32, 64, 64),
         strides: Sequence[int] = (2, 2, 2, 2),
         use_sigmoid: bool = True,
+        num_res_units: int = 0,
     ) -> None:
         super().__init__()
         from monai.networks.nets import VarAutoEncoder
@@ -62,7 +65,7 @@ class HealthyVAE(torch.nn.Module):
             latent_size=latent_size,
             channels=tuple(channels),
             strides=tuple(strides),
-            num_res_units=1,
+            num_res_units=num_res_units,
             norm="batch",
             use_sigmoid=use_sigmoid,
             use_mean_at_inference=True,

@@ -38,11 +38,12 @@ class VAETrainingConfig:
     latent_size: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 64)
     strides: tuple[int, ...] = (2, 2, 2, 2)
-    n_train: int = 600
-    n_val: int = 60
+    num_res_units: int = 0
+    n_train: int = 400
+    n_val: int = 50
     n_lesion_eval: int = 40
     seed_base: int = 500_000
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 8
     lr: float = 2e-3
     beta: float = 1e-3
@@ -93,6 +94,7 @@ def train_vae(
     *,
     device: str = "cpu",
     pair_spec: ModelSpec | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Render healthy volumes, train, export ``out`` (TorchScript); returns the metrics."""
     t0 = time.perf_counter()
@@ -104,6 +106,7 @@ def train_vae(
         [False] * cfg.n_train,
         workers=cfg.workers,
         options=opts,
+        cache_dir=cache_dir,
     )
     val = render_split(
         cfg.kind,
@@ -111,10 +114,16 @@ def train_vae(
         [False] * cfg.n_val,
         workers=cfg.workers,
         options=opts,
+        cache_dir=cache_dir,
     )
     les_seeds = range(a + cfg.n_train + cfg.n_val, a + cfg.n_train + cfg.n_val + cfg.n_lesion_eval)
     lesion = render_split(
-        cfg.kind, les_seeds, [True] * cfg.n_lesion_eval, workers=cfg.workers, options=opts
+        cfg.kind,
+        les_seeds,
+        [True] * cfg.n_lesion_eval,
+        workers=cfg.workers,
+        options=opts,
+        cache_dir=cache_dir,
     )
     log.info("rendered VAE data in %.0f s", time.perf_counter() - t0)
     x_train, x_val = (
@@ -124,7 +133,17 @@ def train_vae(
 
     torch.manual_seed(cfg.torch_seed)
     dev = torch.device(device)
-    vae = HealthyVAE((1, *cfg.spatial_size), cfg.latent_size, cfg.channels, cfg.strides).to(dev)
+    vae = (
+        HealthyVAE(
+            (1, *cfg.spatial_size),
+            cfg.latent_size,
+            cfg.channels,
+            cfg.strides,
+            num_res_units=cfg.num_res_units,
+        )
+        .to(dev)
+        .to(memory_format=torch.channels_last_3d)
+    )
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=1e-5)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
@@ -132,11 +151,13 @@ def train_vae(
     history = []
     best: dict[str, Any] = {"val_l1": float("inf")}
     for epoch in range(cfg.epochs):
+        t_epoch = time.perf_counter()
         vae.train()
         perm = torch.randperm(len(x_train), generator=g)
         recs, kls = [], []
         for i in range(0, len(perm), cfg.batch_size):
             xb = x_train[perm[i : i + cfg.batch_size]].to(dev)
+            xb = xb.contiguous(memory_format=torch.channels_last_3d)
             loss, rec, kl = _elbo(vae, xb, cfg.beta)
             opt.zero_grad()
             loss.backward()
@@ -165,11 +186,12 @@ def train_vae(
             }
         )
         log.info(
-            "epoch %d train l1 %.4f kl %.2f val l1 %.4f",
+            "epoch %d train l1 %.4f kl %.2f val l1 %.4f (%.0f s)",
             epoch + 1,
             np.mean(recs),
             np.mean(kls),
             val_l1,
+            time.perf_counter() - t_epoch,
         )
         if val_l1 < best["val_l1"]:
             best = {
@@ -178,7 +200,7 @@ def train_vae(
                 "state": {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()},
             }
     vae.load_state_dict(best["state"])
-    vae = vae.cpu().eval()
+    vae = vae.cpu().to(memory_format=torch.contiguous_format).eval()
     recovery = lesion_recovery(
         vae,
         _to_model(lesion["image"], cfg.intensity),
