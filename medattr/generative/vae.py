@@ -74,8 +74,14 @@ class HealthyVAE(torch.nn.Module):
 
     @torch.jit.export
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and log-variance of the latent code."""
-        return self.net.encode_forward(x)
+        """Posterior mean and log-variance of the latent code.
+
+        MONAI's ``encode_forward`` with ``reshape`` in place of ``view``, so that channels-last
+        inputs (faster 3D convolutions on CPU) work too.
+        """
+        h = self.net.intermediate(self.net.encode(x))
+        h = h.reshape(h.shape[0], -1)
+        return self.net.mu(h), self.net.logvar(h)
 
     @torch.jit.export
     def decode(self, z: Tensor) -> Tensor:
