@@ -63,8 +63,9 @@ from medattr._distributed import (
 )
 from medattr._version import __version__
 from medattr.errors import InputError
+from medattr.io import read_volume
 from medattr.io.atomic import atomic_write_text
-from medattr.pipeline import ExplainConfig, Explainer, StudyResult, read_input
+from medattr.pipeline import ExplainConfig, Explainer, StudyResult
 from medattr.volume import Volume
 
 __all__ = [
@@ -142,7 +143,7 @@ class CohortRunner:
         study and the explainer, a :class:`DistributedPathsExplainer`, splits its path points;
         rank 0 decides what to skip and writes). Ignored without a process group.
     reader
-        ``entry -> Volume``; default :func:`medattr.pipeline.read_input` with the entry's
+        ``entry -> Volume``; default :func:`medattr.io.read_volume` with the entry's
         read options.
     writer
         ``(result, out_dir, extra_manifest=...) -> manifest``; default ``explainer.write``.
@@ -379,7 +380,7 @@ def run_cohort(
 
 # -------------------------------------------------------------------- helpers
 def _read_entry(e: CohortEntry) -> Volume:
-    return read_input(e.image, **e.read_options)
+    return read_volume(e.image, **e.read_options)
 
 
 def _pending(e: CohortEntry) -> dict[str, Any]:
