@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import medattr.bundle.sync_models as sync
 from medattr.errors import ModelError
@@ -71,5 +72,37 @@ def test_repository_bundle_holds_the_shipped_weights_or_none() -> None:
             assert file_sha256(copy) == file_sha256(source), (
                 "run python -m medattr.bundle.sync_models"
             )
+            config = "train_classifier.json" if name == "model.ts" else "train_vae.json"
+            _assert_train_config_matches(copy, config)
         else:
             pytest.fail(f"{copy} is missing: run python -m medattr.bundle.sync_models")
+
+
+def _assert_train_config_matches(weights: Path, config: str) -> None:
+    """The bundle's training config is the one the shipped weights were trained with."""
+    from medattr.models.loading import load_torchscript
+
+    _, meta = load_torchscript(weights, torch.device("cpu"))
+    stored = meta["medattr"]["extra"]["training"]
+    wanted = json.loads((BUNDLE / "configs" / config).read_text())["training"]
+    wanted = {k: v for k, v in wanted.items() if k != "_target_"}
+    ignore = {"workers"}  # parallel rendering does not change the data
+    assert {k: v for k, v in wanted.items() if k not in ignore} == {
+        k: v for k, v in stored.items() if k in wanted and k not in ignore
+    }
+    assert set(stored) <= set(wanted), f"{config} lacks {sorted(set(stored) - set(wanted))}"
+
+
+def test_train_config_check_catches_a_difference(tmp_path: Path) -> None:
+    """The comparison above has teeth: weights trained with other settings are caught."""
+    from medattr.models import export_torchscript
+    from tests.bundle._standin import standin_spec
+
+    cfg = json.loads((BUNDLE / "configs" / "train_classifier.json").read_text())["training"]
+    stored = {k: v for k, v in cfg.items() if k != "_target_"}
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16**3, 2))
+    export_torchscript(net, standin_spec(training=stored), tmp_path / "same.ts")
+    _assert_train_config_matches(tmp_path / "same.ts", "train_classifier.json")
+    export_torchscript(net, standin_spec(training={**stored, "epochs": 3}), tmp_path / "other.ts")
+    with pytest.raises(AssertionError):
+        _assert_train_config_matches(tmp_path / "other.ts", "train_classifier.json")
