@@ -302,3 +302,17 @@ def test_cli_explain_cohort_exit_codes(tiny_model: Path, cohort: Path, tmp_path:
         "cohort_summary.csv",
         "cohort_summary.json",
     ]
+
+
+def test_cli_distributed_paths_without_torchrun_runs_as_one_process(
+    tiny_model: Path, cohort: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    argv = ["explain-cohort", str(cohort), "--model", str(tiny_model), "--out", str(out)]
+    argv += ["--steps", "4", "--format", "nifti", "--device", "cpu", "--no-progress"]
+    argv += ["--section", "training", "--distributed-paths"]
+    assert main(argv) == EXIT_ALL_OK
+    doc = json.loads((out / "cohort_summary.json").read_text())
+    assert doc["counts"]["done"] == 1 and doc["world_size"] == 1
+    # Split IG needs its whole path on one process: refused before anything runs
+    assert main([*argv, "--method", "split-ig"]) == 2

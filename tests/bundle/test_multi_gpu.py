@@ -102,16 +102,20 @@ def test_split_paths_equals_the_single_process_result(bundle: Path, tmp_path: Pa
         assert split["convergence_delta"] == pytest.approx(whole["convergence_delta"], abs=1e-6)
 
 
-def test_cli_under_torchrun_with_distributed_paths(bundle: Path, tmp_path: Path) -> None:
-    datalist = write_tiny_cohort(tmp_path / "data", 2)
+def test_cli_under_torchrun_shares_studies_by_rank(bundle: Path, tmp_path: Path) -> None:
+    datalist = write_tiny_cohort(tmp_path / "data", 3)
     out, ref = tmp_path / "out", tmp_path / "ref"
     args = [*TORCHRUN, "-m", "medattr", "explain-cohort", str(datalist), "--out", str(out)]
-    args += ["--model", str(bundle / "models" / "model.ts"), "--steps", "6"]
-    args += ["--format", "nifti", "--device", "cpu", "--no-progress", "--distributed-paths"]
+    args += ["--model", str(bundle / "models" / "model.ts"), "--steps", "4"]
+    args += ["--format", "nifti", "--device", "cpu", "--no-progress"]
     proc = run_python(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    _single(bundle, datalist, ref, n_steps=6)
-    for e in load_cohort(datalist):
-        np.testing.assert_allclose(
-            _attr(out / e.study_id), _attr(ref / e.study_id), rtol=1e-5, atol=1e-8
-        )
+    doc = json.loads((out / "cohort_summary.json").read_text())
+    entries = load_cohort(datalist)
+    assert [(r["study_id"], r["status"]) for r in doc["studies"]] == [
+        (e.study_id, "done") for e in entries
+    ]
+    assert [r["rank"] for r in doc["studies"]] == [0, 1, 0]  # rank r takes r, r + 2, ...
+    _single(bundle, datalist, ref, n_steps=4)
+    for e in entries:
+        np.testing.assert_array_equal(_attr(out / e.study_id), _attr(ref / e.study_id))
