@@ -243,7 +243,11 @@ def _read_source(path: Path, section: str | Sequence[str]) -> tuple[list[Any], P
 
 
 def _sections(data: dict[str, Any], section: str | Sequence[str], path: Path | None) -> list[Any]:
-    lists = [k for k, v in data.items() if isinstance(v, list)]
+    lists = [
+        k
+        for k, v in data.items()
+        if isinstance(v, list) and all(isinstance(i, str | dict) for i in v)
+    ]
     if isinstance(section, str):
         names = lists if section == "all" else [s.strip() for s in section.split(",") if s.strip()]
     else:

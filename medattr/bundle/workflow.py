@@ -42,7 +42,7 @@ from medattr.cohort import (
     load_cohort,
     rank_and_world,
 )
-from medattr.errors import InputError
+from medattr.errors import InputError, ModelError
 from medattr.io import read_volume
 from medattr.models import LoadedModel, load_model
 from medattr.pipeline import ExplainConfig, Explainer, StudyResult
@@ -196,6 +196,13 @@ class AttributionInferer(Inferer):
             seg_top_percent=seg_top_percent,
             progress=progress,
         )
+        vae = config.vae
+        if config.baseline.startswith("vae") and vae and not vae.startswith("builtin:"):
+            if not Path(vae).exists():
+                raise ModelError(
+                    f"baseline {config.baseline!r} needs the healthy-only VAE, which is missing",
+                    vae,
+                )
         cls = DistributedPathsExplainer if self.split_paths else Explainer
         return cls(model, config)
 

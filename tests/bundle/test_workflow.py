@@ -151,6 +151,9 @@ def test_components_validate_their_settings(tmp_path: Path) -> None:
         AttributionInferer()(torch.zeros(1, 1, 4, 4, 4), "model.ts")
     with pytest.raises(InputError, match="not found"):
         LoadVolumed()({"image": str(tmp_path / "missing.nii.gz")})
+    no_vae = AttributionInferer(baseline="vae-recon", vae=str(tmp_path / "models" / "vae.ts"))
+    with pytest.raises(InputError, match="needs the healthy-only VAE, which is missing"):
+        no_vae.explainer("model.ts")
 
 
 def test_locate_bundle_root_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,3 +165,24 @@ def test_locate_bundle_root_from_the_command_line(monkeypatch: pytest.MonkeyPatc
     assert locate_bundle_root() == "/c"
     monkeypatch.setattr(sys, "argv", ["x"])
     assert locate_bundle_root("/default") == "/default"
+
+
+def test_bundle_counterfactual_baseline_uses_the_bundled_vae(bundle: Path, tmp_path: Path) -> None:
+    datalist = write_tiny_cohort(tmp_path / "data", 1)
+    out = tmp_path / "out"
+    wf = _workflow(
+        bundle,
+        dataset_dir=str(datalist.parent),
+        output_dir=str(out),
+        baseline="vae-recon",
+        n_steps=3,
+        formats=["nifti"],
+        progress=False,
+    )
+    summary = wf.run()[0]
+    assert summary.counts["done"] == 1, summary.studies
+    sid = summary.studies[0]["study_id"]
+    m = json.loads((out / sid / "manifest.json").read_text())
+    assert m["config"]["baseline"] == "vae-recon"
+    assert Path(m["config"]["vae"]) == bundle / "models" / "vae.ts"
+    assert "f_baseline" in m["baseline"] and m["baseline"]["name"].startswith("vae")
