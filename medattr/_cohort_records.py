@@ -1,0 +1,181 @@
+"""Per-study records of a cohort run: fingerprints, output hashes, verification, summaries.
+
+Private to :mod:`medattr.cohort`. A finished study directory holds the pipeline's
+``manifest.json`` and a ``cohort_record.json`` listing the SHA-256 of every file in the
+directory and the fingerprint of the run that made them; a study counts as complete only when
+all of those still match.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medattr.io.atomic import atomic_write_text
+from medattr.models.loading import file_sha256
+
+__all__ = [
+    "CSV_COLUMNS",
+    "RECORD_NAME",
+    "VOLATILE_CONFIG_KEYS",
+    "asset_digest",
+    "hash_outputs",
+    "read_record",
+    "run_fingerprint",
+    "verify_study",
+    "write_summary",
+]
+
+RECORD_NAME = "cohort_record.json"
+"""Name of the per-study record, written after the outputs and the manifest."""
+
+VOLATILE_CONFIG_KEYS = ("device", "progress", "internal_batch_size", "memory_budget")
+"""Settings left out of the fingerprint: they change speed or memory, not the result (beyond
+float rounding), so a resumed run may use another device or batch size."""
+
+CSV_COLUMNS = (
+    "study_id",
+    "status",
+    "input",
+    "label",
+    "seconds",
+    "f_input",
+    "f_baseline",
+    "convergence_delta",
+    "relative_delta",
+    "error",
+    "output_dir",
+)
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def asset_digest(name: str | None) -> str | None:
+    """SHA-256 of a model-like file named by path, bundle directory or ``builtin:NAME``."""
+    if not name:
+        return None
+    try:
+        if name.startswith("builtin:"):
+            from medattr.models import builtin_model_path
+
+            path = builtin_model_path(name.split(":", 1)[1])
+        else:
+            path = Path(name)
+            if path.is_dir():
+                path = path / "models" / "vae.ts"
+        return file_sha256(path) if path.is_file() else None
+    except Exception:  # an unresolvable name: the explainer reports it when it is used
+        return None
+
+
+def run_fingerprint(
+    config: Mapping[str, Any],
+    model_sha256: str,
+    read_options: Mapping[str, Any],
+    *,
+    paired_vae: str | None = None,
+) -> str:
+    """Hash of everything that determines a study's outputs (config, weights, series choice)."""
+    cfg = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
+    vae = cfg.pop("vae", None) or paired_vae  # identified by its weights, not its path
+    payload = {
+        "config": cfg,
+        "model_sha256": model_sha256,
+        "vae": (asset_digest(vae) or vae)
+        if str(cfg.get("baseline", "")).startswith("vae")
+        else None,
+        "read_options": dict(read_options),
+    }
+    return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+
+
+def hash_outputs(study_dir: Path) -> dict[str, str]:
+    """SHA-256 of every non-hidden file under ``study_dir`` but the record, by relative path."""
+    out: dict[str, str] = {}
+    for root, dirs, files in os.walk(study_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or (Path(root) == study_dir and name == RECORD_NAME):
+                continue
+            path = Path(root) / name
+            out[path.relative_to(study_dir).as_posix()] = file_sha256(path)
+    return out
+
+
+def read_record(study_dir: Path) -> dict[str, Any] | None:
+    """The study's record, or None when it is missing or unreadable."""
+    try:
+        data = json.loads((study_dir / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def verify_study(study_dir: Path, fingerprint: str) -> tuple[dict[str, Any] | None, str]:
+    """Whether ``study_dir`` holds complete outputs of this run; returns (record, reason).
+
+    Complete means: ``manifest.json`` and the record exist, the record was made with the same
+    fingerprint, every file it lists exists with the listed SHA-256, and every output named in
+    the manifest is among them.
+    """
+    if not (study_dir / "manifest.json").is_file():
+        return None, "no manifest"
+    record = read_record(study_dir)
+    if record is None or record.get("status") != "done":
+        return None, "no record"
+    if record.get("fingerprint") != fingerprint:
+        return None, "made with other settings or weights"
+    listed = record.get("sha256")
+    if not isinstance(listed, dict) or "manifest.json" not in listed:
+        return None, "record lists no outputs"
+    for rel, digest in listed.items():
+        path = study_dir / rel
+        if not path.is_file():
+            return None, f"output {rel} is missing"
+        if file_sha256(path) != digest:
+            return None, f"output {rel} changed since it was written"
+    try:
+        manifest = json.loads((study_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, "manifest unreadable"
+    for key, name in manifest.get("outputs", {}).items():
+        if key != "dicom_files" and isinstance(name, str) and name not in listed:
+            if not any(rel.startswith(f"{name}/") for rel in listed):
+                return None, f"output {name} is not in the record"
+    return record, "complete"
+
+
+def _csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def write_summary(
+    out_dir: Path, header: Mapping[str, Any], rows: list[dict[str, Any]], stem: str
+) -> dict[str, Any]:
+    """Write ``<stem>.json`` and ``<stem>.csv`` atomically; returns the JSON document."""
+    counts: dict[str, int] = {"done": 0, "skipped": 0, "failed": 0, "pending": 0}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    doc = {
+        **header,
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": counts,
+        "studies": rows,
+    }
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps(doc, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir / f"{stem}.csv", _csv_text(rows))
+    return doc
