@@ -5,19 +5,15 @@ Private; :mod:`medattr.cohort` and :mod:`medattr.bundle` re-export what users ne
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import dataclasses
 import logging
 import os
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from medattr.errors import InputError
-from medattr.pipeline import Explainer, StudyResult
-from medattr.volume import Volume
+from medattr.pipeline import ExplainConfig, Explainer
 
 __all__ = [
     "DistributedPathsExplainer",
@@ -29,10 +25,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("medattr.cohort")
-
-# the attribution classes Explainer.explain builds, by their names in medattr.pipeline
-_SPLITTABLE = ("IntegratedGradients", "SmoothGrad", "ExpectedGradients")
-_PATCH_LOCK = threading.Lock()
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -105,22 +97,6 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-@contextlib.contextmanager
-def _split_path_points() -> Iterator[None]:
-    """Make the attribution classes :class:`Explainer` builds use ``distributed=True``."""
-    import medattr.pipeline as pipeline
-
-    with _PATCH_LOCK:
-        saved = {name: getattr(pipeline, name) for name in _SPLITTABLE}
-        try:
-            for name, cls in saved.items():
-                setattr(pipeline, name, functools.partial(cls, distributed=True))
-            yield
-        finally:
-            for name, cls in saved.items():
-                setattr(pipeline, name, cls)
-
-
 class DistributedPathsExplainer(Explainer):
     """An :class:`~medattr.pipeline.Explainer` whose path points are shared by all ranks.
 
@@ -137,16 +113,6 @@ class DistributedPathsExplainer(Explainer):
     >>> # result = ex.explain(volume)          # same on every rank
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.config.method == "split-ig":
-            raise InputError(
-                "split-ig cannot split its path points across processes (it needs the whole "
-                "path in order); run it without distributed path splitting"
-            )
-
-    def explain(self, volume: Volume) -> StudyResult:
-        if rank_and_world()[1] == 1:
-            return super().explain(volume)
-        with _split_path_points():
-            return super().explain(volume)
+    def __init__(self, model: Any, config: ExplainConfig | None = None, spec: Any = None) -> None:
+        config = dataclasses.replace(config or ExplainConfig(), distributed_paths=True)
+        super().__init__(model, config, spec)

@@ -117,6 +117,10 @@ class ExplainConfig:
         ``"builtin:mni-vae"``).
     cf_threshold, cf_steps
         Guided counterfactuals: disease probability that counts as healthy; step bound.
+    distributed_paths
+        Under an initialised ``torch.distributed`` process group (e.g. ``torchrun``), split each
+        study's path points across the ranks and all-reduce the sums (one large volume on
+        several GPUs). Ignored without a process group; refused for Split IG.
     seed
         For every random choice.
     formats
@@ -153,6 +157,7 @@ class ExplainConfig:
     vae: str | None = None
     cf_threshold: float = 0.2
     cf_steps: int = 150
+    distributed_paths: bool = False
     seed: int = 0
     formats: tuple[str, ...] = ("nifti", "png")
     seg_top_percent: float = 1.0
@@ -165,6 +170,11 @@ class ExplainConfig:
             raise InputError(f"baseline must be one of {choices}; got {self.baseline!r}")
         if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
             raise InputError(f"n_steps must be a positive integer, got {self.n_steps!r}")
+        if self.distributed_paths and self.method == "split-ig":
+            raise InputError(
+                "split-ig cannot split its path points across processes (it needs the whole "
+                "path in order); run it without distributed path splitting"
+            )
         if self.method == "expected-gradients" and not self.references:
             raise InputError("expected-gradients needs reference volumes (references=[...])")
         self.formats = tuple(self.formats)
@@ -407,6 +417,8 @@ class Explainer:
             "memory_budget": c.memory_budget,
             "progress": c.progress,
         }
+        if c.distributed_paths and _world_size() > 1:
+            kw["distributed"] = True
         baseline_info: dict[str, Any] = {}
         b: torch.Tensor | None = None
         if c.method != "expected-gradients":
@@ -664,6 +676,12 @@ class Explainer:
         result.timings = {"read": load, **result.timings}
         manifest = self.write(result, out_dir)
         return manifest
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _extras(exp: Explanation) -> dict[str, Any]:
