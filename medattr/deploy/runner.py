@@ -88,7 +88,8 @@ class SeriesExplainer:
         As in :class:`~medattr.pipeline.ExplainConfig`.
     formats
         Outputs per series; by default the DICOM RGB overlay, Parametric Map and SEG, written as
-        new series of the source study. ``nifti`` and ``png`` may be added.
+        new series of the source study. ``nifti`` and ``png`` may be added. A
+        comma-separated string is accepted too.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     options
