@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The MONAI Deploy App SDK (Holoscan) is imported by every `import monai` once installed, so its
+# tests run in a venv of their own and the main suite stays light.
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-stamp
 OUT ?= demo_out
 
 .PHONY: demo test lint typecheck clean
@@ -14,12 +18,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+$(DEPLOY_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,deploy]"
+	touch $(DEPLOY_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/medattr demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(DEPLOY_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/deploy
+	$(DEPLOY_VENV)/bin/python -m pytest tests/deploy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,4 +40,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
