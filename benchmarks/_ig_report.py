@@ -119,9 +119,13 @@ def _result_cells(row: dict[str, Any]) -> list[str]:
 
 
 def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if markdown:  # a literal "|" inside a cell must be escaped
+
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        lines = [line(header), "|" + "|".join("---" for _ in header) + "|"]
+        lines += [line(r) for r in rows]
         return "\n".join(lines)
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
@@ -130,9 +134,24 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
 
 
+CPU_TIME_COLUMNS = ("overhead (CPU time)", "speed-up (CPU time)")
+
+
 def results_table(rows: Sequence[dict[str, Any]], markdown: bool = False) -> str:
-    """One line per (size, cap, precision): Captum at the cap against medattr at the cap."""
-    return _render(RESULT_COLUMNS, [_result_cells(r) for r in rows], markdown)
+    """One line per (size, cap, precision): Captum at the cap against medattr at the cap.
+
+    CPU runs add the two ratios computed from process CPU time instead of wall time.
+    """
+    cells = [_result_cells(r) for r in rows]
+    header: tuple[str, ...] = RESULT_COLUMNS
+    if any("speedup_cpu_time_median" in r for r in rows):
+        header = RESULT_COLUMNS[:12] + CPU_TIME_COLUMNS + RESULT_COLUMNS[12:]
+        extra = [
+            [_ratio(r.get("overhead_cpu_time_median")), _ratio(r.get("speedup_cpu_time_median"))]
+            for r in rows
+        ]
+        cells = [[*c[:12], *e, *c[12:]] for c, e in zip(cells, extra, strict=True)]
+    return _render(header, cells, markdown)
 
 
 def ladder_table(ladder: Sequence[dict[str, Any]], markdown: bool = False) -> str:
@@ -159,7 +178,8 @@ def machine_lines(machine: dict[str, Any], settings: dict[str, Any]) -> list[str
         f"torch {machine.get('torch')}, MONAI {machine.get('monai')}, "
         f"Captum {machine.get('captum')}, medattr {machine.get('medattr')}, "
         f"Python {machine.get('python')}",
-        f"model {settings['model']} (random weights, seed {settings['seed']}), n_steps "
+        f"model {settings['model']} (random weights, seed {settings['seed']}"
+        f"{', random batch-norm statistics' if settings.get('randomize_norm') else ''}), n_steps "
         f"{settings['n_steps']}, method {settings['method']}, {settings['rounds']} interleaved "
         f"rounds (medians), load average {machine.get('load_start')} -> {machine.get('load_end')}",
     ]

@@ -15,6 +15,7 @@ Memory is reported as an absolute peak and as the increment over the state after
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -61,6 +62,7 @@ class WorkerSpec:
     batch: int | None = None
     raw_repeats: int = 1
     enforce_cap: bool = False
+    randomize_norm: bool = False
     save_dir: str | None = None
     label: str = ""
 
@@ -69,14 +71,23 @@ class WorkerSpec:
 
 
 # --------------------------------------------------------------------------- building blocks
-def build_model(name: str) -> Any:
-    """The benchmark model with seeded random weights (call after ``torch.manual_seed``)."""
+def build_model(name: str, randomize_norm: bool = False, seed: int = 0) -> Any:
+    """The benchmark model with seeded random weights (call after ``torch.manual_seed``).
+
+    With MONAI's initialisation (no convolution biases, batch-norm statistics 0 and 1, zero
+    shifts and a zero classifier bias) the network is positively homogeneous, f(a x) = a f(x),
+    so the straight path from a zero baseline is linear and every quadrature is exact: the
+    convergence delta then measures numerical error only (float32 or bf16 rounding).
+    ``randomize_norm`` draws batch-norm statistics, affine parameters and the classifier bias
+    from ``seed`` (as a trained network has them), so the delta also carries quadrature error.
+    """
+    import torch
     from monai.networks.nets import DenseNet, DenseNet121
 
     if name == "densenet121":
-        return DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
-    if name == "tiny":
-        return DenseNet(
+        model = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    elif name == "tiny":
+        model = DenseNet(
             spatial_dims=3,
             in_channels=1,
             out_channels=2,
@@ -85,7 +96,21 @@ def build_model(name: str) -> Any:
             block_config=(2, 2),
             bn_size=2,
         )
-    raise ValueError(f"model must be 'densenet121' or 'tiny', got {name!r}")
+    else:
+        raise ValueError(f"model must be 'densenet121' or 'tiny', got {name!r}")
+    if randomize_norm:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    c = mod.num_features
+                    mod.running_mean.copy_(0.2 * torch.randn(c, generator=g))
+                    mod.running_var.copy_(torch.empty(c).uniform_(0.5, 1.5, generator=g))
+                    mod.weight.copy_(torch.empty(c).uniform_(0.8, 1.2, generator=g))
+                    mod.bias.copy_(0.1 * torch.randn(c, generator=g))
+                elif isinstance(mod, torch.nn.Linear) and mod.bias is not None:
+                    mod.bias.copy_(0.1 * torch.randn(mod.out_features, generator=g))
+    return model
 
 
 def build_input(size: int, seed: int) -> Any:
@@ -151,7 +176,8 @@ class _Runner:
         self.device = torch.device(spec.device)
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(spec.seed)
-        self.model = build_model(spec.model).eval().to(self.device)
+        model = build_model(spec.model, spec.randomize_norm, spec.seed)
+        self.model = model.eval().to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.x = build_input(spec.size, spec.seed).to(self.device)
@@ -230,6 +256,7 @@ class _Runner:
         if spec.kind == "raw":
             return self._run_raw()
         start_bytes = self._begin()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         if spec.kind == "captum":
             attr, delta = self.ig.attribute(
@@ -243,6 +270,7 @@ class _Runner:
             )
             self._sync()
             seconds = time.perf_counter() - t0
+            cpu_seconds = time.process_time() - c0
             with self.torch.no_grad():
                 f = self.model(self.torch.cat([self.x, self.baseline]))[:, self.target].double()
             result: dict[str, Any] = {
@@ -263,6 +291,7 @@ class _Runner:
             )
             self._sync()
             seconds = time.perf_counter() - t0
+            cpu_seconds = time.process_time() - c0
             attr = exp.attributions
             result = {
                 "delta": float(exp.convergence_delta.sum()),
@@ -276,6 +305,7 @@ class _Runner:
             }
         result.update(self._peaks(start_bytes))
         result["seconds"] = seconds
+        result["cpu_seconds"] = cpu_seconds  # CPU time of all threads, for context
         result["attribution_sum"] = float(attr.double().sum())
         if spec.save_dir and self.runs == 1:
             import numpy as np
@@ -296,31 +326,30 @@ class _Runner:
         points = (self.baseline + alphas * (self.x - self.baseline)).detach()
         repeats = max(1, spec.raw_repeats) + (1 if self.runs == 1 else 0)  # first call warms up
         start_bytes = self._begin()
-        times = []
+        times, cpu_times = [], []
         for _ in range(repeats):
             pts = points.clone().requires_grad_(True)
+            ctx: Any = contextlib.nullcontext()
+            if spec.amp:
+                dtype = torch.bfloat16 if spec.amp == "bf16" else torch.float16
+                ctx = torch.autocast(device_type=self.device.type, dtype=dtype)
             self._sync()
+            c0 = time.process_time()
             t0 = time.perf_counter()
-            ctx = (
-                torch.autocast(
-                    device_type=self.device.type,
-                    dtype=torch.bfloat16 if spec.amp == "bf16" else torch.float16,
-                )
-                if spec.amp
-                else _null()
-            )
             with ctx:
                 out = self.model(pts)
             (grad,) = torch.autograd.grad(out[:, self.target].float().sum(), pts)
             self._sync()
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
             del out, grad, pts
         if self.runs == 1 and len(times) > 1:
-            times = times[1:]
+            times, cpu_times = times[1:], cpu_times[1:]
         result: dict[str, Any] = {
             "seconds": statistics.median(times),
             "samples": times,
             "per_point_seconds": statistics.median(times) / n,
+            "cpu_per_point_seconds": statistics.median(cpu_times) / n,
             "batch": n,
         }
         result.update(self._peaks(start_bytes))
@@ -332,14 +361,6 @@ class _Runner:
             self.torch.cuda.empty_cache()
         else:
             _release_heap()
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _is_oom(exc: BaseException) -> bool:

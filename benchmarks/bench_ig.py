@@ -94,6 +94,7 @@ class Bench:
             target=a.target,
             raw_repeats=a.raw_repeats,
             enforce_cap=a.enforce_cap,
+            randomize_norm=a.randomize_norm,
             save_dir=self.tmp,
             label=label,
             **kw,
@@ -288,6 +289,16 @@ class Bench:
             pp = row["raw"]["per_point_seconds"]
             row["overhead"] = [m / (n * p) for m, p in zip(ms, pp, strict=True)]
             row["overhead_median"] = statistics.median(row["overhead"])
+        if not self.cuda and ms and cs and row["raw"]:  # CPU time: robust to a busy machine
+            mc, cc = row["medattr"]["cpu_seconds"], row["captum"]["cpu_seconds"]
+            rc = [s["cpu_per_point_seconds"] for s in rw.samples] if rw is not None else []
+            row["speedup_cpu_time_median"] = statistics.median(
+                c / m for c, m in zip(cc, mc, strict=True)
+            )
+            if len(rc) == len(mc):
+                row["overhead_cpu_time_median"] = statistics.median(
+                    m / (n * p) for m, p in zip(mc, rc, strict=True)
+                )
         fa, fm = row["captum"].get("attribution_file"), row["medattr"].get("attribution_file")
         if fa and fm:
             import numpy as np
@@ -308,6 +319,7 @@ class Bench:
         out: dict[str, Any] = {
             "seconds": [x["seconds"] for x in s],
             "seconds_median": statistics.median(x["seconds"] for x in s),
+            "cpu_seconds": [x["cpu_seconds"] for x in s],
             "peak_bytes": max(x["peak_bytes"] for x in s),
             "peak_increment_bytes": max(x["peak_increment_bytes"] for x in s),
             "peak_metric_bytes": max(self.metric(x) for x in s),
@@ -384,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--raw-repeats", type=int, help="raw timings per round (default 1 on CPU, 3 on CUDA)")
     add("--model", default="densenet121", choices=("densenet121", "tiny"))
     add("--seed", type=int, default=0)
+    add(
+        "--randomize-norm",
+        action="store_true",
+        help="random batch-norm statistics and biases, so the path is not linear (see docs)",
+    )
     add("--target", type=int, help="class to explain (default: the one whose value moves most)")
     add("--threads", type=int, help="torch threads per worker (default: torch's choice)")
     add(

@@ -31,6 +31,7 @@ def test_bench_ig_tiny_run_reports_consistent_numbers(tmp_path: Path) -> None:
         "--caps",
         "256MB",
         "none",
+        "--randomize-norm",
         "--rounds",
         "2",
         "--threads",
@@ -68,6 +69,7 @@ def test_bench_ig_tiny_run_reports_consistent_numbers(tmp_path: Path) -> None:
         assert r["attribution_max_rel_diff"] < 1e-4
         df = abs(med["f_input"] - med["f_baseline"])
         assert abs(captum["delta"] - med["delta"]) <= 1e-4 * max(df, 1e-6)
+        assert med["relative_delta"] > 1e-4  # --randomize-norm: the path is not linear
         # medattr evaluated every path point exactly once, in the chunks it reports
         assert med["n_evaluations"] == n_steps
         assert sum(size * count for size, count in med["chunk_runs"]) == n_steps
@@ -78,6 +80,7 @@ def test_bench_ig_tiny_run_reports_consistent_numbers(tmp_path: Path) -> None:
             m / (n_steps * p) for m, p in zip(med["seconds"], raw["per_point_seconds"], strict=True)
         ]
         assert r["overhead"] == expected_overhead
+        assert r["speedup_cpu_time_median"] > 0 and r["overhead_cpu_time_median"] > 0
         assert r["speedup"] == [
             c / m for c, m in zip(captum["seconds"], med["seconds"], strict=True)
         ]
