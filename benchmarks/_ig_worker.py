@@ -8,7 +8,8 @@ configuration's peak is its own and not that of whatever ran before it in the sa
 
 Memory is reported as an absolute peak and as the increment over the state after setup:
 
-* CPU: peak resident set size (``VmHWM`` in ``/proc/self/status``) and ``VmRSS`` after setup;
+* CPU: peak resident set size (``VmHWM`` in ``/proc/self/status``, reset after setup) and
+  ``VmRSS`` after setup;
 * CUDA: ``torch.cuda.max_memory_allocated`` since the run started, and ``memory_allocated``
   before it (model weights, input and baseline).
 """
@@ -156,6 +157,15 @@ def _cpu_current_bytes() -> int:
         return _cpu_peak_bytes()
 
 
+def _reset_peak() -> None:
+    """Start the peak resident set (``VmHWM``) afresh from the current one (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def _release_heap() -> None:
     """Give freed heap back to the OS (glibc) so idle workers stay small."""
     try:
@@ -194,8 +204,9 @@ class _Runner:
                     min(1.0, spec.cap_bytes / total), self.device
                 )
             self.base_bytes = torch.cuda.memory_allocated(self.device)
-        else:
+        else:  # setup's own peak (imports, the forward above) must not count as the run's
             _release_heap()
+            _reset_peak()
             self.base_bytes = _cpu_current_bytes()
         self.runs = 0
         self.ig: Any = None

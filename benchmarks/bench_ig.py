@@ -23,7 +23,7 @@ bytes (medattr's CUDA ``memory_budget`` includes what is allocated already).
 
 Examples
 --------
-CPU (about ten minutes on 2 cores)::
+CPU (about ten minutes on two idle cores)::
 
     python benchmarks/bench_ig.py --json cpu.json --markdown cpu.md
 

@@ -19,29 +19,12 @@ SCRIPT = ROOT / "benchmarks" / "bench_ig.py"
 def test_bench_ig_tiny_run_reports_consistent_numbers(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "ig.json", tmp_path / "ig.md"
     n_steps, cap = 4, 256 * 2**20
-    cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--model",
-        "tiny",
-        "--sizes",
-        "16",
-        "--n-steps",
-        str(n_steps),
-        "--caps",
-        "256MB",
-        "none",
-        "--randomize-norm",
-        "--rounds",
-        "2",
-        "--threads",
-        "1",
-        "--json",
-        str(out_json),
-        "--markdown",
-        str(out_md),
-        "--quiet",
-    ]
+    options = (
+        f"--model tiny --sizes 16 --n-steps {n_steps} --caps 256MB none --randomize-norm "
+        f"--rounds 2 --threads 1 --quiet"
+    )
+    cmd = [sys.executable, str(SCRIPT), *options.split(), "--json", str(out_json)]
+    cmd += ["--markdown", str(out_md)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "speed-up" in proc.stdout  # the printed table
