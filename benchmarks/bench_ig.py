@@ -49,7 +49,15 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _ig_pool import Worker, cap_label, load_average, machine_info, parse_cap, short_error
+from _ig_pool import (
+    BenchmarkError,
+    Worker,
+    cap_label,
+    load_average,
+    machine_info,
+    parse_cap,
+    short_error,
+)
 from _ig_report import (
     evaluate_targets,
     ladder_table,
@@ -101,11 +109,10 @@ class Bench:
         )
         w = Worker(self.ctx, spec, a.timeout)
         self.workers.append(w)
-        if w.error is not None:
-            self.log(f"  {label}: failed to start: {w.error['error']}")
-        else:
-            info = {k: v for k, v in w.info.items() if k.startswith(("gpu", "cuda"))}
-            self.device_info.update(info, torch_threads=w.info.get("threads"))
+        if w.error is not None:  # a setup failure (device, model, input) spoils every row
+            raise BenchmarkError(f"worker {label} could not start: {w.error['error']}")
+        info = {k: v for k, v in w.info.items() if k.startswith(("gpu", "cuda"))}
+        self.device_info.update(info, torch_threads=w.info.get("threads"))
         return w
 
     def metric(self, res: dict[str, Any]) -> int:
@@ -464,6 +471,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for size in args.sizes:
             bench.run_size(size)
+    except BenchmarkError as exc:
+        raise SystemExit(f"bench_ig.py: {exc}") from None
     finally:
         for w in bench.workers:
             w.close()
