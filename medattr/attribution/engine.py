@@ -21,6 +21,7 @@ import contextlib
 import math
 import sys
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -168,8 +169,12 @@ class PathEngine:
         ``None`` (float32), ``"bf16"`` or ``"fp16"`` autocast. Gradients are taken with respect
         to float32 points and summed in float32 either way; fp16 uses dynamic loss scaling.
     memory_budget
-        Upper bound on bytes for path-point chunks (int or ``"8GB"``); default: free memory
-        (CUDA) or half the available RAM (CPU).
+        Upper bound on memory (int or ``"8GB"``). On CUDA it caps the device memory PyTorch
+        has allocated, the model and inputs included (chunks are planned so that allocated
+        memory stays below it); on CPU, where other allocations of the process cannot be
+        seen, it caps the working memory of the path-point chunks. Default: free device memory
+        (CUDA) or half the available RAM (CPU). The planner uses 80 % (CUDA) or 90 % (CPU) of
+        what is available, and spreads the points evenly over the chunks it needs.
     max_chunk
         Largest chunk ``"auto"`` may choose (default 512 on CUDA, 32 on CPU, where larger
         batches stop paying off).
@@ -234,6 +239,13 @@ class PathEngine:
         if self.max_chunk is not None:
             return self.max_chunk
         return 512 if device.type == "cuda" else 32
+
+    def _plan(self, bytes_per_point: int, device: torch.device, cap: int, remaining: int) -> int:
+        """Points per chunk for ``remaining`` points: as many as fit, spread evenly."""
+        fraction = 0.8 if device.type == "cuda" else 0.9
+        avail = available_bytes(device, self.memory_budget)
+        fit = max(1, min(cap, int(fraction * avail) // max(bytes_per_point, 1)))
+        return _balanced(fit, remaining)
 
     def _progress_bar(self, total: int) -> Any:
         show = self.progress if self.progress is not None else sys.stderr.isatty()
@@ -379,6 +391,12 @@ class PathEngine:
         cap = self._cap(device)
         size = min(fixed or min(2, cap), max(m_total, 1))
         planned = fixed is not None
+        key = (tuple(inputs.shape[1:]), str(inputs.dtype), str(device), str(self.amp))
+        known = None if planned else _footprints(self.forward_func).get(key)
+        if known is not None:
+            result.bytes_per_point = known
+            size = self._plan(known, device, cap, m_total)
+            planned = True
         scale = 2.0**12 if self.amp is AMP.FP16 else 1.0
         bar = self._progress_bar(m_total)
         pos = 0
@@ -436,10 +454,10 @@ class PathEngine:
                     planned = True
                     if nbytes is not None and nbytes > 0:
                         result.bytes_per_point = math.ceil(nbytes / n)
-                        avail = available_bytes(device, self.memory_budget)
-                        size = max(1, min(cap, int(0.8 * avail) // result.bytes_per_point))
+                        _footprints(self.forward_func)[key] = result.bytes_per_point
+                        size = self._plan(result.bytes_per_point, device, cap, m_total - pos)
                     else:
-                        size = cap
+                        size = _balanced(cap, m_total - pos)
         finally:
             freeze.__exit__(None, None, None)
             if bar is not None:
@@ -557,6 +575,32 @@ class PathEngine:
 
 class _NonFinite(Exception):
     pass
+
+
+_FOOTPRINT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _footprints(forward_func: Any) -> dict[tuple[Any, ...], int]:
+    """Measured bytes per path point of ``forward_func``, by input shape, dtype, device, amp.
+
+    Later calls with the same model and input geometry plan their chunks at once instead of
+    measuring again. Models that cannot be weakly referenced get a fresh (empty) table.
+    """
+    try:
+        return _FOOTPRINT_CACHE.setdefault(forward_func, {})
+    except TypeError:
+        return {}
+
+
+def _balanced(size: int, remaining: int) -> int:
+    """The chunk size that covers ``remaining`` points in as many chunks as ``size`` needs,
+    with chunks as equal as possible (no 1-point tail at the worst cost per point)."""
+    if remaining <= 0:
+        return max(size, 1)
+    chunks = math.ceil(remaining / max(size, 1))
+    return math.ceil(remaining / chunks)
 
 
 @contextlib.contextmanager

@@ -163,3 +163,25 @@ def test_parameters_are_frozen_during_the_run_and_restored(volume_batch: torch.T
     gradient_calls = [params for needs_grad, params in seen if needs_grad]
     assert gradient_calls and not any(gradient_calls)  # no parameter required grad in the path
     assert net.conv1.weight.requires_grad and not net.head.weight.requires_grad
+
+
+def test_second_call_reuses_the_measured_footprint(volume_batch: torch.Tensor) -> None:
+    net = SmallConvNet("relu", seed=9).eval()
+    ig = IntegratedGradients(net)
+    first = ig.explain(volume_batch, target=1, n_steps=8)
+    second = ig.explain(volume_batch, target=1, n_steps=8)
+    assert first.chunk_sizes[0] == 2  # measured
+    assert second.extras["bytes_per_point"] == first.extras["bytes_per_point"]
+    assert second.chunk_sizes == [16]  # planned at once, no measuring chunk
+    # another input geometry is measured again
+    third = ig.explain(volume_batch[:, :, :6, :6, :6], target=1, n_steps=8)
+    assert third.chunk_sizes[0] == 2
+
+
+def test_chunks_are_spread_evenly(relu_net: torch.nn.Module, volume_batch: torch.Tensor) -> None:
+    engine = PathEngine(relu_net, max_chunk=13)
+    _, bound = bind_target(1, relu_net(volume_batch))
+    jobs = PathJobs.straight(2, torch.linspace(0.05, 0.95, 8), torch.full((8,), 0.125))
+    res = engine.run(volume_batch, torch.zeros_like(volume_batch), jobs, bound)
+    # 16 points: a 2-point measuring chunk, then 14 as two chunks of 7 (not 13 + 1)
+    assert res.chunk_sizes == [2, 7, 7]
