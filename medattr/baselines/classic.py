@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.networks.layers.convutils import gaussian_1d
-from monai.networks.layers.simplelayers import separable_filtering
 from torch import Tensor
 
 from medattr.baselines._base import Baseline, BaselineContext, BaselineResult, _seeded_generator
@@ -108,6 +106,9 @@ def blur_mm(
 
 
 def _blur_voxels(inputs: Tensor, sigma_vox: Sequence[float], truncated: float) -> Tensor:
+    from monai.networks.layers.convutils import gaussian_1d  # lazy: importing MONAI is slow
+    from monai.networks.layers.simplelayers import separable_filtering
+
     if all(s == 0 for s in sigma_vox):
         return inputs.clone()
     kernels = []
