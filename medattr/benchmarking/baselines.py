@@ -181,7 +181,8 @@ class BaselineMaker:
         return BaselineContext(spacing=list(spacing), forward_func=self.model)
 
     def regenerate(self, name: str, x: Tensor, study: BenchStudy) -> Tensor:
-        """The baseline ``name`` for a (perturbed) input ``x`` of ``study``, uncached.
+        """The baseline ``name`` for (perturbed) inputs ``x`` ``(N, C, *spatial)`` of ``study``,
+        uncached.
 
         The oracle of ``x`` is ``x`` minus the study's exact lesion signal (``x - twin``).
         """

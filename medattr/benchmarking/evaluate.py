@@ -41,6 +41,7 @@ __all__ = [
     "normalised_auc",
     "perturbation_counts",
     "sensitivity",
+    "sensitivity_inputs",
 ]
 
 
@@ -205,6 +206,18 @@ def faithfulness(
         out[f"insertion_{tag}"] = normalised_auc(ins, f_input, f_replaced)
         out[f"f_region_replaced_{tag}"] = f_replaced
     return out
+
+
+def sensitivity_inputs(x: Tensor, cfg: BenchmarkConfig) -> list[Tensor]:
+    """The perturbed inputs :func:`sensitivity` will explain, in order (drawn as
+    :func:`medattr.metrics.max_sensitivity` draws them), so that expensive baselines can be made
+    for all of them at once."""
+    g = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    r = float(cfg.sensitivity_radius)
+    return [
+        x + torch.rand(x.shape, generator=g, dtype=torch.float32).mul_(2 * r).sub_(r).to(x)
+        for _ in range(cfg.sensitivity_samples)
+    ]
 
 
 def sensitivity(

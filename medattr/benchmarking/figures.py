@@ -74,7 +74,9 @@ def metric_figure(summary: dict[str, Any], group: str, path: str | Path) -> Path
     width = 0.8 / max(len(methods), 1)
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for j, method in enumerate(methods):
-            xs, ys, err = [], [], [[], []]
+            xs: list[float] = []
+            ys: list[float] = []
+            err: list[list[float]] = [[], []]
             for i, b in enumerate(columns):
                 c = cells.get((method, b, metric.key))
                 if c is None or not math.isfinite(c["mean"]):
@@ -132,7 +134,9 @@ def baseline_figure(summary: dict[str, Any], path: str | Path) -> Path | None:
     for ax, (keys, title) in zip(axes, panels, strict=True):
         width = 0.8 / len(keys)
         for j, key in enumerate(keys):
-            xs, ys, err = [], [], [[], []]
+            xs: list[float] = []
+            ys: list[float] = []
+            err: list[list[float]] = [[], []]
             for i, b in enumerate(names):
                 c = stats[b].get(key)
                 if c is None or not math.isfinite(c["mean"]):

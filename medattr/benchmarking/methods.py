@@ -83,7 +83,7 @@ def run_path_methods(
         left = exp.attributions
         ig_delta = float(exp.extras["ig_delta"][0])
         f_star = float(exp.extras["f_alpha_star"][0])
-        common = {"seconds": exp.seconds, "n_evaluations": exp.n_evaluations}
+        seconds, n_eval = exp.seconds, exp.n_evaluations
         if "ig" in wanted:
             out["ig"] = MethodResult(
                 "ig",
@@ -91,8 +91,9 @@ def run_path_methods(
                 f_x,
                 f_b,
                 _relative(ig_delta, f_x - f_b),
+                seconds,
+                n_eval,
                 extras={"delta": ig_delta, "shared_path_with": "split-ig"},
-                **common,
             )
         if "split-ig" in wanted:
             out["split-ig"] = MethodResult(
@@ -101,13 +102,14 @@ def run_path_methods(
                 f_x,
                 f_b,
                 _relative(float(exp.convergence_delta[0]), f_star - f_b),
+                seconds,
+                n_eval,
                 extras={
                     "delta": float(exp.convergence_delta[0]),
                     "alpha_star": float(exp.extras["alpha_star"][0]),
                     "saturated": bool(exp.extras["saturated"][0]),
                     "f_alpha_star": f_star,
                 },
-                **common,
             )
     if "smoothgrad" in wanted:
         sg = SmoothGrad(model, "integrated_gradients", **_engine_options(cfg))

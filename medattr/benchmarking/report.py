@@ -28,7 +28,14 @@ from medattr.benchmarking.verdict import verdict_lines
 from medattr.errors import InputError
 from medattr.io.atomic import atomic_write_text
 
-__all__ = ["INTERPRETATION_END", "INTERPRETATION_START", "render_markdown", "write_report"]
+__all__ = [
+    "INTERPRETATION_END",
+    "INTERPRETATION_START",
+    "fmt",
+    "kept_interpretation",
+    "render_markdown",
+    "write_report",
+]
 
 INTERPRETATION_START = "<!-- interpretation:start (kept when the page is regenerated) -->"
 INTERPRETATION_END = "<!-- interpretation:end -->"
@@ -194,7 +201,9 @@ def _timing_table(rows: list[dict[str, Any]], study_ids: set[str]) -> str:
     )
 
 
-def _interpretation(existing: Path | None) -> str:
+def kept_interpretation(existing: Path | None) -> str:
+    """The person-written text between the interpretation markers of an existing page, or the
+    placeholder when there is none (no page, no markers, or an empty section)."""
     if existing is not None and existing.exists():
         text = existing.read_text(encoding="utf-8")
         if INTERPRETATION_START in text and INTERPRETATION_END in text:
@@ -405,7 +414,7 @@ def write_report(
         targets.append((page, page.parent / "images" / "results", "images/results"))
     for page, img_dir, rel in targets:
         figures = _figures(summary, out, img_dir, rel, cfg)
-        text = render_markdown(summary, run, rows, figures, _interpretation(page))
+        text = render_markdown(summary, run, rows, figures, kept_interpretation(page))
         atomic_write_text(page, text)
     return summary
 

@@ -16,6 +16,15 @@ from medattr.benchmarking.config import COUNTERFACTUAL_BASELINES
 __all__ = ["overall", "verdict_lines"]
 
 _NAMES = {"ig": "IG", "smoothgrad": "SmoothGrad over IG", "split-ig": "Split IG"}
+_PHRASES = {
+    "beat": "beat",
+    "mostly beat": "mostly beat",
+    "mixed": "are mixed against",
+    "do not beat": "do not beat",
+    "do not clearly beat": "do not clearly beat",
+    "lose to": "lose to",
+    "undecided": "cannot yet be told apart from (too few studies)",
+}
 
 
 def overall(items: list[dict[str, Any]]) -> str:
@@ -127,10 +136,12 @@ def verdict_lines(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     faith = [v for v in items if v["group"] in ("faithfulness", "robustness")]
     n = len(summary.get("studies", []))
     lines.append(
-        f"With {_NAMES.get(primary, primary)} on {n} lesion studies, the VAE counterfactuals "
-        f"**{overall(loc)}** the classic baselines (zero, blur, noise) on localisation and "
-        f"**{overall(faith)}** them on faithfulness and robustness (a metric counts as won or "
-        "lost only where the 95 % CI of the paired per-study gain excludes zero):"
+        f"With {_NAMES.get(primary, primary)} on {n} lesion "
+        f"stud{'y' if n == 1 else 'ies'}, the VAE counterfactuals "
+        f"**{_PHRASES[overall(loc)]}** the classic baselines (zero, blur, noise) on localisation "
+        f"and **{_PHRASES[overall(faith)]}** them on faithfulness and robustness (a metric "
+        "counts as won or lost only where the 95 % CI of the paired per-study gain excludes "
+        "zero):"
     )
     lines.append("")
     lines += [_metric_line(v) for v in items]

@@ -153,6 +153,7 @@ def test_verdict_text_states_the_numbers() -> None:
     text = "\n".join(lines)
     # mass (localisation) is won, deletion (faithfulness) is lost
     assert "**beat** the classic baselines" in lines[0] and "**lose to** them" in lines[0]
+    assert "on 3 lesion studies" in lines[0]
     assert "`vae-guided` 0.420 vs best classic `blur` 0.210" in text
     assert "**better**" in text and "**worse**" in text
     assert "of the classic-to-oracle gap closed" in text

@@ -15,6 +15,8 @@ from medattr.benchmarking.evaluate import (
     localisation,
     normalised_auc,
     perturbation_counts,
+    sensitivity,
+    sensitivity_inputs,
 )
 from medattr.benchmarking.studies import BenchStudy
 from medattr.metrics import deletion_curve, insertion_curve
@@ -123,3 +125,18 @@ def test_normalised_auc_and_its_guard() -> None:
 def test_perturbation_counts() -> None:
     cfg = _cfg(perturbation_fraction=0.1, perturbation_steps=5)
     assert perturbation_counts(1000, cfg) == [0, 20, 40, 60, 80, 100]
+
+
+def test_prefetched_perturbations_are_the_ones_max_sensitivity_explains() -> None:
+    s = _study()
+    cfg = _cfg(sensitivity_samples=3, sensitivity_radius=0.05, seed=4)
+    seen: list[torch.Tensor] = []
+
+    def explain(xp: torch.Tensor) -> torch.Tensor:
+        seen.append(xp.clone())
+        return xp * 2.0
+
+    value = sensitivity(explain, s, s.x * 2.0, cfg)
+    expected = sensitivity_inputs(s.x, cfg)
+    assert len(seen) == 3 and all(torch.equal(a, b) for a, b in zip(seen, expected, strict=True))
+    assert 0 < value <= 0.05 * math.sqrt(s.x.numel()) / float(s.x.norm()) + 1e-6

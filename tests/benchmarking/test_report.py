@@ -7,8 +7,8 @@ from pathlib import Path
 from medattr.benchmarking.report import (
     INTERPRETATION_END,
     INTERPRETATION_START,
-    _interpretation,
     fmt,
+    kept_interpretation,
 )
 
 
@@ -26,10 +26,10 @@ def test_fmt() -> None:
 
 def test_the_interpretation_is_kept_when_the_page_is_regenerated(tmp_path: Path) -> None:
     page = tmp_path / "results.md"
-    assert "Not written yet" in _interpretation(page)  # no page yet
+    assert "Not written yet" in kept_interpretation(page)  # no page yet
     page.write_text(
         f"# old numbers\n{INTERPRETATION_START}\nThe VAE wins because X.\n{INTERPRETATION_END}\n"
     )
-    assert _interpretation(page) == "The VAE wins because X."
+    assert kept_interpretation(page) == "The VAE wins because X."
     page.write_text(f"{INTERPRETATION_START}\n\n{INTERPRETATION_END}")
-    assert "Not written yet" in _interpretation(page)
+    assert "Not written yet" in kept_interpretation(page)
