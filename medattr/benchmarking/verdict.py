@@ -1,0 +1,163 @@
+"""The verdict paragraph: do the VAE counterfactuals beat zero / blur / noise, and by how much?
+
+Stated from the paired comparisons of :func:`medattr.benchmarking.aggregate.verdicts` (best
+classic against best VAE baseline per metric, 95 % CI of the per-study gain) and, where they do
+not win, from the baseline diagnostics that say why (the counterfactual is still called
+diseased; it keeps the lesion; it changes healthy anatomy as much as the lesion).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from medattr.benchmarking.config import COUNTERFACTUAL_BASELINES
+
+__all__ = ["overall", "verdict_lines"]
+
+_NAMES = {"ig": "IG", "smoothgrad": "SmoothGrad over IG", "split-ig": "Split IG"}
+_PHRASES = {
+    "beat": "beat",
+    "mostly beat": "mostly beat",
+    "mixed": "are mixed against",
+    "do not beat": "do not beat",
+    "do not clearly beat": "do not clearly beat",
+    "lose to": "lose to",
+    "undecided": "cannot yet be told apart from (too few studies)",
+}
+
+
+def overall(items: list[dict[str, Any]]) -> str:
+    """One word for a set of per-metric verdicts: ``"beat"``, ``"mostly beat"``, ``"mixed"``,
+    ``"do not beat"``, ``"lose to"`` or ``"undecided"``.
+
+    Examples
+    --------
+    >>> overall([{"verdict": "better"}, {"verdict": "no clear difference"}])
+    'mostly beat'
+    """
+    v = [i["verdict"] for i in items if i["verdict"] != "too few studies"]
+    if not v:
+        return "undecided"
+    better, worse = v.count("better"), v.count("worse")
+    if better == len(v):
+        return "beat"
+    if worse == len(v):
+        return "lose to"
+    if better and not worse:
+        return "mostly beat"
+    if worse and not better:
+        return "do not beat"
+    if not better and not worse:
+        return "do not clearly beat"
+    return "mixed"
+
+
+def _metric_line(v: dict[str, Any]) -> str:
+    if not math.isfinite(v["gain"]):
+        return f"- {v['label']}: not enough defined values."
+    ci = f" [{v['lo']:+.3f}, {v['hi']:+.3f}]" if math.isfinite(v["lo"]) else ""
+    line = (
+        f"- {v['label']}: best VAE `{v['vae']}` {v['vae_mean']:.3f} vs best classic "
+        f"`{v['classic']}` {v['classic_mean']:.3f}; gain {v['gain']:+.3f}{ci} "
+        f"(VAE better in {v['wins']}/{v['n']} studies) → **{v['verdict']}**"
+    )
+    if math.isfinite(v["oracle_mean"]):
+        line += f"; oracle {v['oracle_mean']:.3f}"
+        if math.isfinite(v["gap_closed"]):
+            line += f", {100 * v['gap_closed']:.0f} % of the classic-to-oracle gap closed"
+    return line + "."
+
+
+def _diagnostics(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    stats = summary.get("baselines") or {}
+    oracle = stats.get("oracle", {})
+    lines = []
+    for name in COUNTERFACTUAL_BASELINES:
+        s = stats.get(name)
+        if not s:
+            continue
+
+        def mean(key: str, s: dict[str, Any] = s) -> float:
+            c = s.get(key)
+            return float(c["mean"]) if c and c.get("n") else math.nan
+
+        healthy, p = mean("healthy"), mean("p_disease_baseline")
+        d_in, d_out = mean("distance_lesion"), mean("distance_outside")
+        t_in = mean("twin_error_lesion")
+        lesion_size = (
+            float(oracle["distance_lesion"]["mean"]) if oracle.get("distance_lesion") else d_in
+        )
+        causes = []
+        if math.isfinite(healthy) and healthy < 0.8:
+            causes.append(
+                f"the classifier still calls it diseased in {100 * (1 - healthy):.0f} % of "
+                f"studies (mean p = {p:.2f}): disease evidence stays in x' and cannot be "
+                "attributed"
+            )
+        if math.isfinite(t_in) and math.isfinite(lesion_size) and t_in > 0.5 * lesion_size:
+            causes.append(
+                f"it keeps much of the lesion (|x' - twin| in the lesion {t_in:.3f} against a "
+                f"lesion contrast of {lesion_size:.3f})"
+            )
+        if (
+            math.isfinite(d_out)
+            and math.isfinite(d_in)
+            and d_out > 0.25 * d_in
+            and d_out > 0.1 * lesion_size
+        ):
+            causes.append(
+                f"it changes healthy tissue by {d_out:.3f} on average against {d_in:.3f} in the "
+                "lesion, and IG spreads attribution over every voxel that changed"
+            )
+        text = (
+            f"- `{name}`: called healthy in {100 * healthy:.0f} % of studies "
+            f"(p(disease | x') = {p:.2f}); |x - x'| {d_in:.3f} in the lesion, {d_out:.3f} "
+            "outside."
+        )
+        if causes:
+            text += " Likely limits: " + "; ".join(causes) + "."
+        lines.append(text)
+    return lines
+
+
+def verdict_lines(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Markdown lines of the verdict section."""
+    verdicts = summary.get("verdicts") or {}
+    if not verdicts or not any(verdicts.values()):
+        return [
+            "No verdict: the run needs at least one classic (zero, blur, noise) and one VAE "
+            "baseline measured with IG, SmoothGrad or Split IG."
+        ]
+    lines: list[str] = []
+    primary = "ig" if verdicts.get("ig") else next(m for m, v in verdicts.items() if v)
+    items = verdicts[primary]
+    loc = [v for v in items if v["group"] == "localisation"]
+    faith = [v for v in items if v["group"] in ("faithfulness", "robustness")]
+    n = len(summary.get("studies", []))
+    lines.append(
+        f"With {_NAMES.get(primary, primary)} on {n} lesion "
+        f"stud{'y' if n == 1 else 'ies'}, the VAE counterfactuals "
+        f"**{_PHRASES[overall(loc)]}** the classic baselines (zero, blur, noise) on localisation "
+        f"and **{_PHRASES[overall(faith)]}** them on faithfulness and robustness (a metric "
+        "counts as won or lost only where the 95 % CI of the paired per-study gain excludes "
+        "zero):"
+    )
+    lines.append("")
+    lines += [_metric_line(v) for v in items]
+    others = [m for m in verdicts if m != primary and verdicts[m]]
+    if others:
+        lines.append("")
+        for m in others:
+            v = verdicts[m]
+            counts = {k: sum(i["verdict"] == k for i in v) for k in ("better", "worse")}
+            lines.append(
+                f"- {_NAMES.get(m, m)}: VAE better on {counts['better']}, worse on "
+                f"{counts['worse']}, no clear difference on "
+                f"{len(v) - counts['better'] - counts['worse']} of {len(v)} metrics "
+                f"(localisation: {overall([i for i in v if i['group'] == 'localisation'])})."
+            )
+    diag = _diagnostics(summary, cfg)
+    if diag:
+        lines += ["", "What the counterfactuals are (automatic diagnostics):", "", *diag]
+    return lines
