@@ -150,7 +150,7 @@ def _add_explain_options(p: argparse.ArgumentParser) -> None:
         "--vae",
         default=None,
         help="vae-* baselines: the healthy-only VAE (TorchScript with encode/decode, bundle "
-        "directory, or builtin:mni-vae); default: the VAE paired with the model",
+        "directory); default: the VAE named in the model's spec (paired_vae)",
     )
     g.add_argument(
         "--cf-threshold",

@@ -113,8 +113,8 @@ class ExplainConfig:
         Expected Gradients: reference volumes (paths, or ``"builtin:phantom"`` /
         ``"builtin:mni"`` for generated healthy subjects) and draws per input.
     vae
-        Counterfactual baselines: the healthy-only VAE (TorchScript path, bundle directory, or
-        ``"builtin:mni-vae"``).
+        Counterfactual baselines: the healthy-only VAE (TorchScript path or bundle directory);
+        default: the one named in the model's spec (``paired_vae``).
     cf_threshold, cf_steps
         Guided counterfactuals: disease probability that counts as healthy; step bound.
     distributed_paths
@@ -245,6 +245,9 @@ class Explainer:
             p.requires_grad_(False)
         self.preprocessor = Preprocessor(self.model.spec)
         self.device = torch.device(self.config.device)
+        self.model_warning = _model_quality_warning(self.model.spec)
+        if self.model_warning:
+            log.warning("%s", self.model_warning)
 
     # ----------------------------------------------------------------- pieces
     def target(self) -> Target:
@@ -659,6 +662,7 @@ class Explainer:
                 "python": platform.python_version(),
             },
             "outputs": outputs,
+            "warnings": [w for w in (self.model_warning,) if w],
         }
 
     def run(
@@ -676,6 +680,21 @@ class Explainer:
         result.timings = {"read": load, **result.timings}
         manifest = self.write(result, out_dir)
         return manifest
+
+
+MIN_USEFUL_AUC = 0.7
+"""Below this recorded test AUC a model's attributions explain little more than noise."""
+
+
+def _model_quality_warning(spec: Any) -> str | None:
+    """A warning when the model's own recorded metrics say it barely beats chance."""
+    auc = (spec.extra or {}).get("metrics", {}).get("test_auc")
+    if isinstance(auc, int | float) and auc < MIN_USEFUL_AUC:
+        return (
+            f"this model's recorded test AUC is {auc:.2f} (chance is 0.50): its attributions "
+            "show how the pipeline works, not where a lesion is"
+        )
+    return None
 
 
 def _world_size() -> int:

@@ -354,3 +354,25 @@ def test_make_dataset_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert nib.load(str(out / item["image"])).shape == (24, 24, 24)
     assert main(args) == 2  # refuses to overwrite without --overwrite
     assert "overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("auc", "warned"), [(0.52, True), (0.93, False), (None, False)])
+def test_a_model_whose_recorded_auc_is_near_chance_is_flagged(
+    study: Path, tmp_path: Path, auc: float | None, warned: bool
+) -> None:
+    from monai.networks.nets import Classifier
+
+    spec = tiny_spec()
+    if auc is not None:
+        spec.extra = {"metrics": {"test_auc": auc}}
+    torch.manual_seed(0)
+    net = Classifier(in_shape=(1, 16, 16, 16), classes=2, channels=(4, 8), strides=(2, 2))
+    model = tmp_path / "m.ts"
+    export_torchscript(net, spec, model)
+    out = tmp_path / "out"
+    rc = _run("explain", str(study), "--model", str(model), "--out", str(out), "--steps", "2")
+    assert rc == 0
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert bool(warnings) is warned
+    if warned:
+        assert f"{auc:.2f}" in warnings[0] and "chance" in warnings[0]

@@ -85,7 +85,7 @@ class VAEReconstructionBaseline(Baseline):
     ----------
     vae
         A :class:`~medattr.generative.LoadedVAE`, a module with ``encode``/``decode``, or a path
-        (``builtin:mni-vae`` for the shipped one).
+        (TorchScript file or bundle directory).
     disease_class
         Output class of the classifier that means "diseased", for the report.
     threshold

@@ -29,8 +29,6 @@ _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 BUILTIN_MODELS = {
     "phantom": "phantom_classifier.ts",
-    "mni": "mni_classifier.ts",
-    "mni-vae": "mni_vae.ts",
 }
 """``builtin:<name>`` model files shipped in ``medattr/assets``."""
 
