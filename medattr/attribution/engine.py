@@ -404,7 +404,10 @@ class PathEngine:
         freeze.__enter__()
         try:
             while pos < m_total:
-                n = min(size, m_total - pos)
+                rest = m_total - pos
+                # planned chunks: re-balance every step (16 points at <= 3: 3 3 3 3 2 2, no
+                # 1-point tail); a fixed internal_batch_size is kept as given, like Captum
+                n = _balanced(size, rest) if planned and fixed is None else min(size, rest)
                 sl = slice(pos, pos + n)
                 try:
                     grads, vals, nbytes = self._chunk(

@@ -185,3 +185,14 @@ def test_chunks_are_spread_evenly(relu_net: torch.nn.Module, volume_batch: torch
     res = engine.run(volume_batch, torch.zeros_like(volume_batch), jobs, bound)
     # 16 points: a 2-point measuring chunk, then 14 as two chunks of 7 (not 13 + 1)
     assert res.chunk_sizes == [2, 7, 7]
+
+
+def test_chunks_stay_even_when_the_points_do_not_divide(
+    relu_net: torch.nn.Module, volume_batch: torch.Tensor
+) -> None:
+    engine = PathEngine(relu_net, max_chunk=3)
+    _, bound = bind_target(1, relu_net(volume_batch))
+    jobs = PathJobs.straight(2, torch.linspace(0.05, 0.95, 9), torch.full((9,), 1 / 9))
+    res = engine.run(volume_batch, torch.zeros_like(volume_batch), jobs, bound)
+    # 18 points: the 2-point measuring chunk, then 16 at <= 3 as 3 3 3 3 2 2 (not 3 x 5 + 1)
+    assert res.chunk_sizes == [2, 3, 3, 3, 3, 2, 2]
