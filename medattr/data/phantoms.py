@@ -11,7 +11,7 @@ of world coordinates) modulates the tissue, and white Gaussian noise is added pe
 the grid rendered on.
 
 A lesion lies wholly inside the liver, the spleen or a kidney; it replaces the organ's tissue
-by ``organ value ± contrast`` (20–80 HU, hyper- or hypo-intense) plus a faint texture of its
+by ``organ value ± contrast`` (60–160 HU, hyper- or hypo-intense) plus a faint texture of its
 own, blended with the soft-edged weight of :mod:`medattr.data._lesion`. Anatomy, texture,
 lesion and noise come from independent random streams of the seed, so ``lesion=False`` renders
 exactly the healthy twin of ``lesion=True``.
@@ -46,7 +46,7 @@ AIR_HU = -1000.0
 #: Organs a lesion may be placed in, with their probabilities.
 LESION_ORGANS = {"liver": 0.55, "spleen": 0.15, "kidney_right": 0.15, "kidney_left": 0.15}
 LESION_RADIUS_MM = (8.0, 20.0)
-LESION_CONTRAST_HU = (20.0, 80.0)
+LESION_CONTRAST_HU = (60.0, 160.0)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ class ClassifierTrainingConfig:
     """Everything that determines a trained classifier (JSON-able).
 
     Seeds of the three splits are disjoint ranges starting at ``seed_base``; half of each split
-    has a lesion (alternating).
+    has a lesion (alternating). With ``paired`` (the default) training uses the lesion studies
+    of the train split each together with its exact healthy twin, both in the same batch:
+    without the twins, the networks tried here memorised their training subjects and stayed
+    at chance on new ones (``docs/models.md``).
     """
 
     kind: str = "phantom"
@@ -55,6 +58,7 @@ class ClassifierTrainingConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     dropout: float = 0.1
+    paired: bool = True
     torch_seed: int = 0
     workers: int = 2
     render_options: dict[str, Any] = field(default_factory=dict)
@@ -170,24 +174,36 @@ def train_classifier(
     )
     x = {k: _to_model(v["image"], cfg) for k, v in data.items()}
     y = {k: v["label"] for k, v in data.items()}
+    if cfg.paired:
+        # each lesion study with its exact healthy twin: the pair differs only in the lesion, so
+        # remembering a subject's anatomy cannot separate them (validation and test stay
+        # independent, unpaired studies)
+        les = y["train"] == 1
+        x["train"] = torch.cat([x["train"][les], _to_model(data["train"]["healthy"][les], cfg)])
+        y["train"] = np.concatenate([np.ones(les.sum(), np.int64), np.zeros(les.sum(), np.int64)])
 
     torch.manual_seed(cfg.torch_seed)
     dev = torch.device(device)
     net = build_classifier(cfg).to(dev).to(memory_format=torch.channels_last_3d)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * int(np.ceil(len(x["train"]) / cfg.batch_size))
+    per_batch = max(cfg.batch_size // 2, 1) * 2 if cfg.paired else cfg.batch_size
+    steps = cfg.epochs * int(np.ceil(len(x["train"]) / per_batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     g = torch.Generator().manual_seed(cfg.torch_seed)
     yt = torch.from_numpy(y["train"])
     best: dict[str, Any] = {"auc": -1.0}
     history = []
+    n_pairs = len(yt) // 2
     for epoch in range(cfg.epochs):
         t_epoch = time.perf_counter()
         net.train()
-        perm = torch.randperm(len(yt), generator=g)
+        perm = torch.randperm(n_pairs if cfg.paired else len(yt), generator=g)
+        step = max(cfg.batch_size // 2, 1) if cfg.paired else cfg.batch_size
         losses = []
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i : i + cfg.batch_size]
+        for i in range(0, len(perm), step):
+            idx = perm[i : i + step]
+            if cfg.paired:  # both members of each pair in the same batch
+                idx = torch.cat([idx, idx + n_pairs])
             xb = x["train"][idx].to(dev).contiguous(memory_format=torch.channels_last_3d)
             # augmentation: a random intensity scale (±5 %, 1 sd)
             xb = xb * (1 + 0.05 * torch.randn(len(idx), 1, 1, 1, 1, generator=g).to(dev))

@@ -60,5 +60,7 @@ def test_phantom_classifier_recorded_test_auc_is_reproduced_on_its_test_split() 
             scores.append(float(torch.softmax(model.module(x), 1)[0, 1]))
     measured = _roc_auc(np.array(scores), labels)
     recorded = model.spec.extra["metrics"]["test_auc"]
-    # 60 of the 400 test studies: the AUC's sampling error is about 0.07 (1 sd)
-    assert abs(measured - recorded) < 0.2, (measured, recorded)
+    assert recorded >= 0.8, recorded
+    # 60 of the 400 test studies: the AUC's sampling error is about 0.05 (1 sd)
+    assert abs(measured - recorded) < 0.15, (measured, recorded)
+    assert measured >= 0.7, measured
