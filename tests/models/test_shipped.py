@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,26 @@ def test_phantom_classifier_recorded_test_auc_is_reproduced_on_its_test_split() 
     # 60 of the 400 test studies: the AUC's sampling error is about 0.05 (1 sd)
     assert abs(measured - recorded) < 0.15, (measured, recorded)
     assert measured >= 0.7, measured
+
+
+def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record() -> None:
+    """`python -m monai.bundle run --config_file configs/train_phantom_classifier.json`
+    retrains the shipped classifier: its settings must be the ones stored in the weights."""
+    from dataclasses import asdict
+
+    from monai.bundle import ConfigParser
+
+    from medattr.bundle import TrainingRun
+
+    root = Path(__file__).resolve().parents[2]
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "train_phantom_classifier.json"))
+    trainer = parser.get_parsed_content("trainer")
+    assert isinstance(trainer, TrainingRun) and trainer.task == "classifier"
+    assert Path(trainer.reference or "") == builtin_model_path("phantom")
+    recorded = load_model("builtin:phantom").spec.extra["training"]
+
+    def plain(d: dict) -> dict:
+        return json.loads(json.dumps(d))
+
+    assert plain(asdict(trainer.config)) == plain(recorded)
