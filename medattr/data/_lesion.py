@@ -53,8 +53,8 @@ class LesionShape:
 
     def with_center(self, center: np.ndarray) -> LesionShape:
         ell = Ellipsoid(
-            tuple(float(c) for c in center),
-            self.ellipsoid.radii,  # type: ignore[arg-type]
+            tuple(float(c) for c in center),  # type: ignore[arg-type]
+            self.ellipsoid.radii,
             self.ellipsoid.rotation,
         )
         return LesionShape(ell, self.kind, self.edge_mm, self.lobes, self.lobe_amplitude)

@@ -147,7 +147,7 @@ def load_vae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     module, meta = load_torchscript(file, torch.device(device))
     module.eval()
     if not hasattr(module, "encode") and hasattr(module, "encode_forward"):
-        module = _MonaiVAEAdapter(module)
+        module = _MonaiVAEAdapter(module)  # type: ignore[assignment]
     if not (hasattr(module, "encode") and hasattr(module, "decode")):
         raise ModelError(
             "the TorchScript module has no encode/decode methods; it is not a VAE", file

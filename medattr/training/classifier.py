@@ -184,7 +184,7 @@ def train_classifier(
 
     torch.manual_seed(cfg.torch_seed)
     dev = torch.device(device)
-    net = build_classifier(cfg).to(dev).to(memory_format=torch.channels_last_3d)
+    net = build_classifier(cfg).to(dev).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_batch = max(cfg.batch_size // 2, 1) * 2 if cfg.paired else cfg.batch_size
     steps = cfg.epochs * int(np.ceil(len(x["train"]) / per_batch))

@@ -85,7 +85,7 @@ def render_split(
         rows = [_render_one(j) for j in jobs]
     kept = [i for i, r in enumerate(rows) if r is not None]
     done = [r for r in rows if r is not None]
-    out = {
+    out: dict[str, np.ndarray] = {
         "seed": np.asarray([jobs[i][1] for i in kept], dtype=np.int64),
         "image": np.stack([r[0] for r in done]).astype(np.float32),
         "healthy": np.stack([r[1] for r in done]).astype(np.float32),
@@ -96,5 +96,5 @@ def render_split(
         from medattr.io.atomic import atomic_path
 
         with atomic_path(cache, suffix=".npz") as tmp:
-            np.savez(tmp, **out)
+            np.savez(tmp, **out)  # type: ignore[arg-type]
     return out

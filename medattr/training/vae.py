@@ -142,7 +142,7 @@ def train_vae(
             num_res_units=cfg.num_res_units,
         )
         .to(dev)
-        .to(memory_format=torch.channels_last_3d)
+        .to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=1e-5)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.batch_size))
