@@ -151,8 +151,12 @@ def train_classifier(
     *,
     device: str = "cpu",
     cache_dir: str | Path | None = None,
+    paired_vae: str | None = None,
 ) -> dict[str, Any]:
-    """Render data, train, export ``out`` (TorchScript with spec); returns the metrics."""
+    """Render data, train, export ``out`` (TorchScript with spec); returns the metrics.
+
+    ``paired_vae`` (e.g. ``"builtin:mni-vae"``) is recorded in the spec as the VAE that the
+    counterfactual baselines use with this classifier by default."""
     t0 = time.perf_counter()
     seeds = cfg.split_seeds()
     opts = {"shape": cfg.spatial_size, "spacing": cfg.pixdim, **cfg.render_options}
@@ -248,7 +252,10 @@ def train_classifier(
         "train_seconds": round(time.perf_counter() - t0, 1),
         "device": str(dev),
     }
-    sha = export_torchscript(net, _spec(cfg, metrics), out)
+    spec = _spec(cfg, metrics)
+    if paired_vae:
+        spec.extra["paired_vae"] = paired_vae
+    sha = export_torchscript(net, spec, out)
     metrics["sha256"] = sha
     Path(str(out) + ".metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

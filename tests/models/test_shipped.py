@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,15 +12,33 @@ import torch
 
 from medattr.models import BUILTIN_MODELS, builtin_model_path, file_sha256, load_model
 from medattr.preprocess import Preprocessor
-from medattr.training.classifier import _roc_auc
+from medattr.training.classifier import ClassifierTrainingConfig, _roc_auc
 
 ASSETS = Path(builtin_model_path("phantom")).parent
+CLASSIFIERS = [n for n in ("phantom", "mni") if n in BUILTIN_MODELS]
 
 
 def _sums() -> dict[str, str]:
     rows = (ASSETS / "SHA256SUMS").read_text().split("\n")
     pairs = (r.split(maxsplit=1) for r in rows if r.strip())
     return {name.strip(): digest for digest, name in pairs}
+
+
+def _training_config(name: str) -> ClassifierTrainingConfig:
+    recorded = load_model(f"builtin:{name}").spec.extra["training"]
+    return ClassifierTrainingConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+    )
+
+
+def _study(cfg: ClassifierTrainingConfig, seed: int, lesion: bool) -> Any:
+    if cfg.kind == "phantom":
+        from medattr.data.phantoms import make_phantom
+
+        return make_phantom(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
+    from medattr.data.mni import make_mni_study
+
+    return make_mni_study(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
@@ -30,8 +49,13 @@ def test_shipped_model_matches_its_recorded_sha256(name: str) -> None:
     assert path.stat().st_size < 5 * 2**20
 
 
-def test_phantom_classifier_loads_with_its_contract() -> None:
-    model = load_model("builtin:phantom")
+def test_all_shipped_weights_together_are_small() -> None:
+    assert sum(builtin_model_path(n).stat().st_size for n in BUILTIN_MODELS) < 20 * 2**20
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_loads_with_its_contract(name: str) -> None:
+    model = load_model(f"builtin:{name}")
     spec = model.spec
     assert spec.task == "classification" and spec.class_names == ["healthy", "lesion"]
     assert spec.pixdim is not None and spec.spatial_size is not None
@@ -40,29 +64,23 @@ def test_phantom_classifier_loads_with_its_contract() -> None:
         assert model.module(x).shape == (1, 2)
 
 
-def test_phantom_classifier_recorded_test_auc_is_reproduced_on_its_test_split() -> None:
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_recorded_test_auc_is_reproduced_on_its_test_split(name: str) -> None:
     """Re-render the first studies of the recorded test split and measure the AUC again."""
-    from medattr.data.phantoms import make_phantom
-    from medattr.training.classifier import ClassifierTrainingConfig
-
-    model = load_model("builtin:phantom")
-    training = model.spec.extra["training"]
-    cfg = ClassifierTrainingConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in training.items()}
-    )
+    model = load_model(f"builtin:{name}")
+    cfg = _training_config(name)
     seeds = cfg.split_seeds()["test"][:60]
     labels = np.array([i % 2 == 1 for i in range(len(seeds))])
     pre = Preprocessor(model.spec)
     scores = []
     for seed, lesion in zip(seeds, labels, strict=True):
-        study = make_phantom(seed, lesion=bool(lesion), shape=cfg.spatial_size, spacing=cfg.pixdim)
-        x = pre(study.image).image
+        x = pre(_study(cfg, seed, bool(lesion)).image).image
         with torch.no_grad():
             scores.append(float(torch.softmax(model.module(x), 1)[0, 1]))
     measured = _roc_auc(np.array(scores), labels)
     recorded = model.spec.extra["metrics"]["test_auc"]
     assert recorded >= 0.8, recorded
-    # 60 of the 400 test studies: the AUC's sampling error is about 0.05 (1 sd)
+    # 60 of the test studies: the AUC's sampling error is about 0.05 (1 sd)
     assert abs(measured - recorded) < 0.15, (measured, recorded)
     assert measured >= 0.7, measured
 
@@ -84,7 +102,62 @@ def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record()
     assert Path(trainer.reference or "") == builtin_model_path("phantom")
     recorded = load_model("builtin:phantom").spec.extra["training"]
 
-    def plain(d: dict) -> dict:
+    def plain(d: dict[str, Any]) -> Any:
         return json.loads(json.dumps(d))
 
     assert plain(asdict(trainer.config)) == plain(recorded)
+
+
+# ------------------------------------------------------------------ the brain VAE (issue 3)
+needs_brain_models = pytest.mark.skipif(
+    "mni-vae" not in BUILTIN_MODELS, reason="the MNI classifier and VAE are not shipped"
+)
+
+
+def _brain_lesion_cases(n: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(input, healthy twin, lesion mask) on the classifier's grid, lesion studies of its test
+    split that the shipped classifier calls diseased."""
+    model = load_model("builtin:mni")
+    cfg = _training_config("mni")
+    pre = Preprocessor(model.spec)
+    mask_pre = Preprocessor(model.spec, interpolation="nearest")
+    cases = []
+    for seed in cfg.split_seeds()["test"][1::2]:
+        s = _study(cfg, seed, True)
+        x = pre(s.image).image
+        with torch.no_grad():
+            if float(torch.softmax(model.module(x), 1)[0, 1]) <= 0.5:
+                continue
+        m = mask_pre(s.mask).image  # the intensity window maps 1 to 1 for this [0, 1] contract
+        cases.append((x, pre(s.healthy).image, m > 0.5))
+        if len(cases) == n:
+            break
+    return cases
+
+
+@needs_brain_models
+def test_vae_reconstruction_moves_lesions_toward_the_healthy_twin() -> None:
+    from medattr.baselines.counterfactual import VAEReconstructionBaseline
+
+    baseline = VAEReconstructionBaseline("builtin:mni-vae")
+    closer = []
+    for x, healthy, mask in _brain_lesion_cases(6):
+        recon = baseline.generate(x).baselines
+        before = (x - healthy).abs()[mask].mean()
+        after = (recon - healthy).abs()[mask].mean()
+        closer.append(bool(after < before))
+    assert sum(closer) >= 5, closer
+
+
+@needs_brain_models
+def test_guided_counterfactual_reaches_healthy_on_most_test_cases() -> None:
+    from medattr.baselines import BaselineContext
+    from medattr.baselines.counterfactual import VAEGuidedBaseline
+
+    model = load_model("builtin:mni")
+    baseline = VAEGuidedBaseline("builtin:mni-vae")
+    reached = []
+    for x, _, _ in _brain_lesion_cases(6):
+        info = baseline.generate(x, BaselineContext(forward_func=model.module)).info
+        reached += info["reached_healthy"]
+    assert sum(reached) >= 4, reached
