@@ -686,7 +686,7 @@ MIN_USEFUL_AUC = 0.7
 """Below this recorded test AUC a model's attributions explain little more than noise."""
 
 
-def _model_quality_warning(spec: Any) -> str | None:
+def _model_quality_warning(spec: ModelSpec) -> str | None:
     """A warning when the model's own recorded metrics say it barely beats chance."""
     auc = (spec.extra or {}).get("metrics", {}).get("test_auc")
     if isinstance(auc, int | float) and auc < MIN_USEFUL_AUC:

@@ -240,12 +240,11 @@ class PathEngine:
             return self.max_chunk
         return 512 if device.type == "cuda" else 32
 
-    def _plan(self, bytes_per_point: int, device: torch.device, cap: int, remaining: int) -> int:
-        """Points per chunk for ``remaining`` points: as many as fit, spread evenly."""
+    def _plan(self, bytes_per_point: int, device: torch.device, cap: int) -> int:
+        """The most points per chunk that fit (the run loop spreads them evenly)."""
         fraction = 0.8 if device.type == "cuda" else 0.9
         avail = available_bytes(device, self.memory_budget)
-        fit = max(1, min(cap, int(fraction * avail) // max(bytes_per_point, 1)))
-        return _balanced(fit, remaining)
+        return max(1, min(cap, int(fraction * avail) // max(bytes_per_point, 1)))
 
     def _progress_bar(self, total: int) -> Any:
         show = self.progress if self.progress is not None else sys.stderr.isatty()
@@ -395,7 +394,7 @@ class PathEngine:
         known = None if planned else _footprints(self.forward_func).get(key)
         if known is not None:
             result.bytes_per_point = known
-            size = self._plan(known, device, cap, m_total)
+            size = self._plan(known, device, cap)
             planned = True
         scale = 2.0**12 if self.amp is AMP.FP16 else 1.0
         bar = self._progress_bar(m_total)
@@ -458,9 +457,9 @@ class PathEngine:
                     if nbytes is not None and nbytes > 0:
                         result.bytes_per_point = math.ceil(nbytes / n)
                         _footprints(self.forward_func)[key] = result.bytes_per_point
-                        size = self._plan(result.bytes_per_point, device, cap, m_total - pos)
+                        size = self._plan(result.bytes_per_point, device, cap)
                     else:
-                        size = _balanced(cap, m_total - pos)
+                        size = cap
         finally:
             freeze.__exit__(None, None, None)
             if bar is not None:

@@ -190,24 +190,24 @@ def train_classifier(
     dev = torch.device(device)
     net = build_classifier(cfg).to(dev).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_batch = max(cfg.batch_size // 2, 1) * 2 if cfg.paired else cfg.batch_size
-    steps = cfg.epochs * int(np.ceil(len(x["train"]) / per_batch))
+    # paired: batches of batch_size // 2 pairs, both members of each pair together
+    units = len(x["train"]) // 2 if cfg.paired else len(x["train"])
+    step = max(cfg.batch_size // 2, 1) if cfg.paired else cfg.batch_size
+    steps = cfg.epochs * int(np.ceil(units / step))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     g = torch.Generator().manual_seed(cfg.torch_seed)
     yt = torch.from_numpy(y["train"])
     best: dict[str, Any] = {"auc": -1.0}
     history = []
-    n_pairs = len(yt) // 2
     for epoch in range(cfg.epochs):
         t_epoch = time.perf_counter()
         net.train()
-        perm = torch.randperm(n_pairs if cfg.paired else len(yt), generator=g)
-        step = max(cfg.batch_size // 2, 1) if cfg.paired else cfg.batch_size
+        perm = torch.randperm(units, generator=g)
         losses = []
         for i in range(0, len(perm), step):
             idx = perm[i : i + step]
-            if cfg.paired:  # both members of each pair in the same batch
-                idx = torch.cat([idx, idx + n_pairs])
+            if cfg.paired:  # lesion studies come first, their twins after them
+                idx = torch.cat([idx, idx + units])
             xb = x["train"][idx].to(dev).contiguous(memory_format=torch.channels_last_3d)
             # augmentation: a random intensity scale (±5 %, 1 sd)
             xb = xb * (1 + 0.05 * torch.randn(len(idx), 1, 1, 1, 1, generator=g).to(dev))
