@@ -105,6 +105,9 @@ class TrainingRun:
         Raise :class:`ReproductionError` when a metric is out of tolerance.
     pair_with
         VAE only: the classifier whose grid contract the VAE's spec records.
+    paired_vae
+        Classifier only: the VAE recorded in the spec as this classifier's default for the
+        counterfactual baselines (e.g. ``"builtin:mni-vae"``).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class TrainingRun:
         tolerances: Mapping[str, float] | None = None,
         strict: bool = True,
         pair_with: str | os.PathLike[str] | None = None,
+        paired_vae: str | None = None,
     ) -> None:
         if task not in DEFAULT_TOLERANCES:
             raise MedattrError(f"task must be 'classifier' or 'vae', got {task!r}")
@@ -128,6 +132,7 @@ class TrainingRun:
         self.tolerances = dict(tolerances or DEFAULT_TOLERANCES[task])
         self.strict = flag(strict, "strict")
         self.pair_with = pair_with
+        self.paired_vae = paired_vae
 
     def run(self) -> dict[str, Any]:
         """Train, export, compare; returns ``{"metrics": ..., "reproduction": ...}``."""
@@ -135,7 +140,9 @@ class TrainingRun:
         if self.task == "classifier":
             from medattr.training.classifier import train_classifier
 
-            metrics = train_classifier(self.config, self.output, device=self.device)
+            metrics = train_classifier(
+                self.config, self.output, device=self.device, paired_vae=self.paired_vae
+            )
         else:
             from medattr.training.vae import train_vae
 

@@ -40,6 +40,12 @@ class ClassifierTrainingConfig:
     of the train split each together with its exact healthy twin, both in the same batch:
     without the twins, the networks tried here memorised their training subjects and stayed
     at chance on new ones (``docs/models.md``).
+
+    ``jitter`` is the training augmentation, a random intensity scale (``intensity_jitter``, 1
+    sd): ``"independent"`` per study, ``"pair"`` one scale shared by a lesion study and its
+    twin, or ``"none"``. Independent scales make the two members of a pair differ everywhere,
+    which on the brain studies drowned the lesion (loss stuck at log 2); the phantom
+    classifier was trained with them. ``lr_schedule`` is ``"onecycle"`` or ``"constant"``.
     """
 
     kind: str = "phantom"
@@ -59,9 +65,25 @@ class ClassifierTrainingConfig:
     weight_decay: float = 1e-4
     dropout: float = 0.1
     paired: bool = True
+    jitter: str = "independent"
+    intensity_jitter: float = 0.05
+    lr_schedule: str = "onecycle"
     torch_seed: int = 0
     workers: int = 2
     render_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # JSON (bundle configs) gives lists; the stored form is tuples
+        self.spatial_size = tuple(self.spatial_size)  # type: ignore[assignment]
+        self.pixdim = tuple(self.pixdim)  # type: ignore[assignment]
+        self.channels = tuple(self.channels)
+        self.strides = tuple(self.strides)
+        if self.jitter not in ("independent", "pair", "none"):
+            raise ValueError(f"jitter must be 'independent', 'pair' or 'none', not {self.jitter!r}")
+        if self.lr_schedule not in ("onecycle", "constant"):
+            raise ValueError(
+                f"lr_schedule must be 'onecycle' or 'constant', not {self.lr_schedule!r}"
+            )
 
     def split_seeds(self) -> dict[str, list[int]]:
         a = self.seed_base
@@ -145,6 +167,16 @@ def _to_model(arr: np.ndarray, cfg: ClassifierTrainingConfig) -> torch.Tensor:
     return (it.b_min + x * (it.b_max - it.b_min))[:, None].float()
 
 
+def _jitter(cfg: ClassifierTrainingConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    """Per-sample intensity scales ``(n, 1, 1, 1, 1)`` for one batch (see ``jitter``)."""
+    if cfg.jitter == "none" or cfg.intensity_jitter == 0:
+        return torch.ones(n, 1, 1, 1, 1)
+    if cfg.jitter == "pair" and cfg.paired:  # lesion studies first, their twins after them
+        half = torch.randn(n // 2, 1, 1, 1, 1, generator=g)
+        return 1 + cfg.intensity_jitter * torch.cat([half, half])
+    return 1 + cfg.intensity_jitter * torch.randn(n, 1, 1, 1, 1, generator=g)
+
+
 def train_classifier(
     cfg: ClassifierTrainingConfig,
     out: str | Path,
@@ -194,7 +226,11 @@ def train_classifier(
     units = len(x["train"]) // 2 if cfg.paired else len(x["train"])
     step = max(cfg.batch_size // 2, 1) if cfg.paired else cfg.batch_size
     steps = cfg.epochs * int(np.ceil(units / step))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+        if cfg.lr_schedule == "onecycle"
+        else None
+    )
     g = torch.Generator().manual_seed(cfg.torch_seed)
     yt = torch.from_numpy(y["train"])
     best: dict[str, Any] = {"auc": -1.0}
@@ -209,13 +245,13 @@ def train_classifier(
             if cfg.paired:  # lesion studies come first, their twins after them
                 idx = torch.cat([idx, idx + units])
             xb = x["train"][idx].to(dev).contiguous(memory_format=torch.channels_last_3d)
-            # augmentation: a random intensity scale (±5 %, 1 sd)
-            xb = xb * (1 + 0.05 * torch.randn(len(idx), 1, 1, 1, 1, generator=g).to(dev))
+            xb = xb * _jitter(cfg, len(idx), g).to(dev)
             loss = torch.nn.functional.cross_entropy(net(xb), yt[idx].to(dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             losses.append(loss.item())
         val = evaluate_classifier(net, x["val"].to(dev), y["val"])
         history.append(

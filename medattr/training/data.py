@@ -79,7 +79,12 @@ def render_split(
         (kind, int(s), bool(lab), dict(options or {})) for s, lab in zip(seeds, labels, strict=True)
     ]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a child forked from a process whose torch / OpenMP thread pools
+        # have run (training a model first, then rendering the next model's data) can hang
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             rows = list(pool.map(_render_one, jobs, chunksize=8))
     else:
         rows = [_render_one(j) for j in jobs]
