@@ -28,6 +28,8 @@ __all__ = [
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 BUILTIN_MODELS = {
+    "mni": "mni_classifier.ts",
+    "mni-vae": "mni_vae.ts",
     "phantom": "phantom_classifier.ts",
 }
 """``builtin:<name>`` model files shipped in ``medattr/assets``."""

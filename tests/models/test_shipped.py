@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def test_shipped_model_matches_its_recorded_sha256(name: str) -> None:
     path = builtin_model_path(name)
     assert path.exists(), f"{path} is missing"
     assert _sums()[path.name] == file_sha256(path)
-    assert path.stat().st_size < 5 * 2**20
+    assert path.stat().st_size < 10 * 2**20
 
 
 def test_all_shipped_weights_together_are_small() -> None:
@@ -88,8 +87,6 @@ def test_classifier_recorded_test_auc_is_reproduced_on_its_test_split(name: str)
 def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record() -> None:
     """`python -m monai.bundle run --config_file configs/train_phantom_classifier.json`
     retrains the shipped classifier: its settings must be the ones stored in the weights."""
-    from dataclasses import asdict
-
     from monai.bundle import ConfigParser
 
     from medattr.bundle import TrainingRun
@@ -100,12 +97,9 @@ def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record()
     trainer = parser.get_parsed_content("trainer")
     assert isinstance(trainer, TrainingRun) and trainer.task == "classifier"
     assert Path(trainer.reference or "") == builtin_model_path("phantom")
-    recorded = load_model("builtin:phantom").spec.extra["training"]
-
-    def plain(d: dict[str, Any]) -> Any:
-        return json.loads(json.dumps(d))
-
-    assert plain(asdict(trainer.config)) == plain(recorded)
+    # fields added after the weights were made default to the behaviour they were trained with
+    assert trainer.config == _training_config("phantom")
+    assert trainer.config.jitter == "independent" and trainer.config.lr_schedule == "onecycle"
 
 
 # ------------------------------------------------------------------ the brain VAE (issue 3)
