@@ -209,6 +209,10 @@ def _add_explain_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+DEMO_RUNS = {"mni": ("builtin:mni", "vae-guided"), "phantom": ("builtin:phantom", "blur")}
+"""``medattr demo --kind``: the shipped model and the baseline each demo study is explained with."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medattr._version import __version__
 
@@ -268,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
+    p.add_argument(
+        "--kind",
+        choices=sorted(DEMO_RUNS),
+        default="mni",
+        help="mni: brain study, shipped brain classifier, VAE counterfactual baseline "
+        "(vae-guided); phantom: torso phantom, shipped phantom classifier, blur baseline",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--steps", type=int, default=32, help="path points")
 
@@ -518,11 +529,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from medattr.pipeline import ExplainConfig, Explainer
 
     _check_out_dir(args.out)
+    model, baseline = DEMO_RUNS[args.kind]
     config = ExplainConfig(
-        method="ig", baseline="blur", n_steps=args.steps, device=_device(args.device), progress=True
+        method="ig",
+        baseline=baseline,
+        n_steps=args.steps,
+        device=_device(args.device),
+        progress=True,
     )
     t = time.perf_counter()
-    manifest = Explainer("builtin:phantom", config).run(demo_study_path(), args.out)
+    manifest = Explainer(model, config).run(demo_study_path(args.kind), args.out)
     log.info(_summary(manifest, args.out) + f" ({time.perf_counter() - t:.1f} s)")
     return EXIT_OK
 

@@ -378,23 +378,31 @@ def test_a_model_whose_recorded_auc_is_near_chance_is_flagged(
         assert f"{auc:.2f}" in warnings[0] and "chance" in warnings[0]
 
 
-def test_demo_explains_the_shipped_phantom_with_the_shipped_classifier(tmp_path: Path) -> None:
-    """The README's first command: a real prediction, attribution concentrated on the lesion."""
+@pytest.mark.parametrize("kind", ["mni", "phantom"])
+def test_demo_explains_the_embedded_study_with_the_shipped_models(
+    tmp_path: Path, kind: str
+) -> None:
+    """The README's first command (``mni``, the default: VAE counterfactual baseline) and the
+    phantom demo: a real prediction, a healthy baseline, attribution concentrated on the lesion."""
     from medattr.data.demo import demo_study_path
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    argv = ["demo", "--out", str(out)] + (["--kind", kind] if kind != "mni" else [])
+    assert main(argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["warnings"] == []  # the shipped model's recorded AUC is not near chance
+    assert manifest["warnings"] == []  # recorded AUC not near chance, the baseline is healthy
     assert manifest["f_input"] > 0 > manifest["f_baseline"]  # lesion, and a healthy baseline
     assert abs(manifest["convergence_delta"]) <= 0.01 * abs(
         manifest["f_input"] - manifest["f_baseline"]
     )
-    source = nib.load(str(demo_study_path()))
-    attr = nib.load(str(out / "demo_phantom_attr.nii.gz"))
+    assert manifest["baseline"]["name"] == ("vae-guided" if kind == "mni" else "blur")
+    source = nib.load(str(demo_study_path(kind)))
+    attr = nib.load(str(out / f"demo_{kind}_attr.nii.gz"))
     np.testing.assert_allclose(attr.affine, source.affine, atol=1e-6)
+    assert attr.shape == source.shape
+    assert (out / f"demo_{kind}_panel.png").stat().st_size > 10_000
     a = np.asarray(attr.dataobj, np.float64)
-    mask = np.asarray(nib.load(str(demo_study_path(part="mask"))).dataobj) > 0.5
+    mask = np.asarray(nib.load(str(demo_study_path(kind, part="mask"))).dataobj) > 0.5
     share_of_mass = a[mask].sum() / a.sum()
     share_of_volume = mask.mean()
     assert share_of_mass > 10 * share_of_volume, (share_of_mass, share_of_volume)

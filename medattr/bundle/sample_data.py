@@ -2,11 +2,13 @@
 
 ``python -m monai.bundle run --config_file bundles/medattr_explain/configs/inference.json``
 explains these when no ``--dataset_dir`` is given. They are made by the generators in
-:mod:`medattr.data` (seed 7, the 64³ × 3 mm grid the shipped brain models use; one healthy
-subject, one with a lesion) and stored as 8-bit NIfTI with scale slope/intercept to keep the
-bundle small (about 170 kB each; 8-bit quantisation of the [0, 1] intensities is below the
-generator's noise). Regenerate with ``python -m medattr.bundle.sample_data DIR`` (needs
-``nilearn``: ``pip install 'medattr[data]'``).
+:mod:`medattr.data` on the 64³ × 3 mm grid the shipped brain models use: a healthy subject
+(seed 7000) and the lesion study of ``medattr demo`` (seed 990100, one the shipped classifier
+calls diseased, so the default run has a lesion for the counterfactual to remove), stored as
+8-bit NIfTI with scale slope/intercept to keep the bundle small (about 200 kB each; 8-bit
+quantisation of the [0, 1] intensities is below the generator's noise). Regenerate with
+``python -m medattr.bundle.sample_data DIR`` (needs ``nilearn``: ``pip install
+'medattr[data]'``).
 """
 
 from __future__ import annotations
@@ -48,14 +50,16 @@ def write_sample_data(out_dir: str | Path, seed: int = SAMPLE_SEED) -> Path:
     with staged_directory(out_dir) as stage:
         test = stage("test")
         test.mkdir()
-        for k, lesion in enumerate((False, True)):
-            study = make_study("mni", seed * 1000 + k, lesion=lesion)
+        from medattr.data.demo import DEMO_SEEDS
+
+        for k, (sid, lesion) in enumerate(((seed * 1000, False), (DEMO_SEEDS["mni"], True))):
+            study = make_study("mni", sid, lesion=lesion)
             stem = f"mni_sample{k}"
             _uint8_nifti(
                 study.image.array[0],
                 study.image.affine,
                 test / f"{stem}_image.nii.gz",
-                f"medattr sample mni seed {seed * 1000 + k}",
+                f"medattr sample mni seed {sid}",
             )
             row: dict[str, Any] = {"id": stem, "image": f"test/{stem}_image.nii.gz"}
             if lesion:

@@ -17,6 +17,7 @@ from medattr.errors import InputError
 from medattr.io import read_nifti
 from medattr.pipeline import ExplainConfig, Explainer
 from medattr.volume import Volume
+from tests.bundle._standin import BUNDLE
 from tests.bundle.conftest import run_python, write_tiny_cohort
 
 
@@ -186,3 +187,35 @@ def test_bundle_counterfactual_baseline_uses_the_bundled_vae(bundle: Path, tmp_p
     assert m["config"]["baseline"] == "vae-recon"
     assert Path(m["config"]["vae"]) == bundle / "models" / "vae.ts"
     assert "f_baseline" in m["baseline"] and m["baseline"]["name"].startswith("vae")
+
+
+@pytest.mark.slow
+def test_the_real_bundle_explains_its_embedded_default_with_the_shipped_models(
+    tmp_path: Path,
+) -> None:
+    """``python -m monai.bundle run --config_file .../inference.json`` as the README gives it:
+    the shipped classifier and VAE, the sample cohort, the counterfactual default baseline."""
+    from medattr.models import builtin_model_path, file_sha256
+
+    config = BUNDLE / "configs" / "inference.json"
+    out = tmp_path / "eval"
+    args = ["-m", "monai.bundle", "run", "--config_file", str(config)]
+    args += ["--output_dir", str(out), "--n_steps", "8", "--progress", "false"]
+    proc = run_python(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "cohort_summary.json").read_text())
+    assert doc["counts"]["done"] == 2 and doc["config"]["baseline"] == "vae-guided"
+    healthy = json.loads((out / "mni_sample0" / "manifest.json").read_text())
+    lesion = json.loads((out / "mni_sample1" / "manifest.json").read_text())
+    assert lesion["model"]["sha256"] == file_sha256(builtin_model_path("mni"))
+    assert lesion["baseline"]["vae"]["sha256"] == file_sha256(builtin_model_path("mni-vae"))
+    # the lesion study is called diseased and its counterfactual healthy; no warnings
+    assert lesion["f_input"] > 0 > lesion["f_baseline"]
+    assert lesion["baseline"]["reached_healthy"] == [True] and lesion["warnings"] == []
+    assert abs(lesion["convergence_delta"]) < 0.05 * (lesion["f_input"] - lesion["f_baseline"])
+    # the healthy subject is called healthy, and so is its counterfactual
+    assert healthy["baseline"]["p_disease_input"][0] < 0.5
+    assert healthy["baseline"]["reached_healthy"] == [True]
+    for sid in ("mni_sample0", "mni_sample1"):
+        files = {p.name for p in (out / sid).iterdir()}
+        assert {f"{sid}_image_attr.nii.gz", f"{sid}_image_panel.png"} <= files
