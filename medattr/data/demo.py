@@ -62,9 +62,7 @@ def _to_lps(study: Study) -> Study:
 
     from medattr.volume import Volume
 
-    def flip(v: Volume | None) -> Volume | None:
-        if v is None:
-            return None
+    def flip(v: Volume) -> Volume:
         n = np.asarray(v.spatial_shape)
         f = np.diag([-1.0, -1.0, 1.0, 1.0])
         f[:2, 3] = n[:2] - 1  # new voxel i' = n - 1 - i
@@ -75,7 +73,7 @@ def _to_lps(study: Study) -> Study:
         image=flip(study.image),
         healthy=flip(study.healthy),
         mask=flip(study.mask),
-        region=flip(study.region),
+        region=None if study.region is None else flip(study.region),
     )
 
 

@@ -28,7 +28,8 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of bundles/medattr_explain with tiny stand-in weights (the real ones ship later)."""
+    """A copy of bundles/medattr_explain with tiny stand-in weights (fast; the real bundle
+    with the shipped weights has its own test in test_workflow.py)."""
     return standin_bundle(tmp_path_factory.mktemp("bundle") / "medattr_explain")
 
 

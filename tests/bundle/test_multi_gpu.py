@@ -27,8 +27,17 @@ def _bundle_run(bundle: Path, tmp_path: Path, *override: str) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def _single(bundle: Path, datalist: Path, out: Path, n_steps: int) -> None:
-    config = ExplainConfig(n_steps=n_steps, formats=("nifti",), progress=False)
+def _single(
+    bundle: Path, datalist: Path, out: Path, n_steps: int, baseline: str = "blur"
+) -> None:
+    """One process; ``blur`` is the CLI's default, ``vae-guided`` the bundle's."""
+    config = ExplainConfig(
+        n_steps=n_steps,
+        baseline=baseline,
+        vae=str(bundle / "models" / "vae.ts"),
+        formats=("nifti",),
+        progress=False,
+    )
     explainer = Explainer(str(bundle / "models" / "model.ts"), config)
     CohortRunner(explainer, out, progress=False)(load_cohort(datalist))
 
@@ -89,7 +98,7 @@ def test_split_paths_equals_the_single_process_result(bundle: Path, tmp_path: Pa
         "--split_paths",
         "true",
     )
-    _single(bundle, datalist, ref, n_steps=6)
+    _single(bundle, datalist, ref, n_steps=6, baseline="vae-guided")
     doc = json.loads((out / "cohort_summary.json").read_text())
     assert doc["counts"]["done"] == 2 and doc["split"] == "paths"
     for e in load_cohort(datalist):

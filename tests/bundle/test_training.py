@@ -57,7 +57,7 @@ def test_train_classifier_config_trains_exports_and_compares(bundle: Path, tmp_p
     # compared with the metrics stored in the bundle's models/model.ts (the stand-in's 0.9)
     assert report["reproduction"]["test_auc"]["reference"] == pytest.approx(0.9)
     assert report["reproduction"]["test_auc"]["new"] == pytest.approx(result["metrics"]["test_auc"])
-    assert report["reproduction"]["test_auc"]["tolerance"] == 0.02
+    assert report["reproduction"]["test_auc"]["tolerance"] == 0.05  # the config's tolerances
 
 
 def test_train_vae_config_trains_on_healthy_volumes_only(bundle: Path, tmp_path: Path) -> None:

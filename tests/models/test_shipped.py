@@ -102,10 +102,7 @@ def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record()
     assert trainer.config.jitter == "independent" and trainer.config.lr_schedule == "onecycle"
 
 
-# ------------------------------------------------------------------ the brain VAE (issue 3)
-needs_brain_models = pytest.mark.skipif(
-    "mni-vae" not in BUILTIN_MODELS, reason="the MNI classifier and VAE are not shipped"
-)
+# ------------------------------------------------------------------ the brain VAE
 
 
 def _brain_lesion_cases(n: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -129,7 +126,6 @@ def _brain_lesion_cases(n: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.
     return cases
 
 
-@needs_brain_models
 def test_vae_reconstruction_moves_lesions_toward_the_healthy_twin() -> None:
     from medattr.baselines.counterfactual import VAEReconstructionBaseline
 
@@ -143,7 +139,6 @@ def test_vae_reconstruction_moves_lesions_toward_the_healthy_twin() -> None:
     assert sum(closer) >= 5, closer
 
 
-@needs_brain_models
 def test_guided_counterfactual_reaches_healthy_on_most_test_cases() -> None:
     from medattr.baselines import BaselineContext
     from medattr.baselines.counterfactual import VAEGuidedBaseline
