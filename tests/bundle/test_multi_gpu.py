@@ -27,9 +27,7 @@ def _bundle_run(bundle: Path, tmp_path: Path, *override: str) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def _single(
-    bundle: Path, datalist: Path, out: Path, n_steps: int, baseline: str = "blur"
-) -> None:
+def _single(bundle: Path, datalist: Path, out: Path, n_steps: int, baseline: str = "blur") -> None:
     """One process; ``blur`` is the CLI's default, ``vae-guided`` the bundle's."""
     config = ExplainConfig(
         n_steps=n_steps,
