@@ -7,7 +7,7 @@ lesion masks; localisation, faithfulness and robustness metrics with 95 % bootst
 markdown report with figures. The logic lives in :mod:`medattr.benchmarking`; this script and
 ``medattr benchmark`` are two doors to it with the same options.
 
-Regenerate the documentation page (about an hour on 2 CPU cores with the shipped models)::
+Regenerate the documentation page (about 15 minutes on 2 CPU cores with the shipped models)::
 
     python benchmarks/bench_baselines.py --full --out bench_out/baselines --docs docs/results.md
 

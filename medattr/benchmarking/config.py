@@ -60,10 +60,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_examples": 1,
         "n_boot": 200,
     },
-    # the run behind docs/results.md: about an hour on 2 CPU cores with the shipped 64^3 models
+    # the run behind docs/results.md: about 15 minutes on 2 CPU cores with the shipped 64^3 models
     "full": {
-        "n_studies": 20,
-        "n_healthy": 4,
+        "n_studies": 40,
+        "n_healthy": 8,
         "n_steps": 16,
         "sg_steps": 8,
         "nt_samples": 4,
