@@ -366,13 +366,13 @@ class Explainer:
         if isinstance(t, int):
             info["still_target_class"] = predicted == t
             if predicted == t:
-                log.warning(
-                    "the baseline (%s) is still classified as %r (p = %.2f): it does not "
-                    "represent the absence of what is being explained",
-                    self.config.baseline,
-                    self.model.spec.class_names[t] if t < len(self.model.spec.class_names) else t,
-                    float(probs[t]),
+                name = self.model.spec.class_names[t] if t < len(self.model.spec.class_names) else t
+                info["warning"] = (
+                    f"the baseline ({self.config.baseline}) is still classified as {name!r} "
+                    f"(p = {float(probs[t]):.2f}): it does not represent the absence of what is "
+                    "being explained"
                 )
+                log.warning("%s", info["warning"])
         return info
 
     def check_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -662,7 +662,7 @@ class Explainer:
                 "python": platform.python_version(),
             },
             "outputs": outputs,
-            "warnings": [w for w in (self.model_warning,) if w],
+            "warnings": [w for w in (self.model_warning, result.baseline_info.get("warning")) if w],
         }
 
     def run(
