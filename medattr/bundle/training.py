@@ -185,10 +185,5 @@ def _as_config(task: str, config: Any) -> Any:
     if isinstance(config, cls):
         return config
     if isinstance(config, Mapping):
-        return cls(**_tuples(dict(config)))
+        return cls(**dict(config))  # the configs turn JSON lists into their tuples
     raise MedattrError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
-
-
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON lists back to the tuples the training configs declare (their stored form)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

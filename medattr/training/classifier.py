@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medattr.models import IntensitySpec, ModelSpec, export_torchscript
-from medattr.training.data import render_split
+from medattr.training.data import render_split, to_model_units
 
 __all__ = [
     "ClassifierTrainingConfig",
@@ -159,14 +159,6 @@ def evaluate_classifier(
     }
 
 
-def _to_model(arr: np.ndarray, cfg: ClassifierTrainingConfig) -> torch.Tensor:
-    it = IntensitySpec(**cfg.intensity)
-    x = (torch.from_numpy(arr) - it.a_min) / (it.a_max - it.a_min)
-    if it.clip:
-        x = x.clamp(0, 1)
-    return (it.b_min + x * (it.b_max - it.b_min))[:, None].float()
-
-
 def _jitter(cfg: ClassifierTrainingConfig, n: int, g: torch.Generator) -> torch.Tensor:
     """Per-sample intensity scales ``(n, 1, 1, 1, 1)`` for one batch (see ``jitter``)."""
     if cfg.jitter == "none" or cfg.intensity_jitter == 0:
@@ -208,14 +200,15 @@ def train_classifier(
         sum(len(v) for v in seeds.values()),
         time.perf_counter() - t0,
     )
-    x = {k: _to_model(v["image"], cfg) for k, v in data.items()}
+    x = {k: to_model_units(v["image"], cfg.intensity) for k, v in data.items()}
     y = {k: v["label"] for k, v in data.items()}
     if cfg.paired:
         # each lesion study with its exact healthy twin: the pair differs only in the lesion, so
         # remembering a subject's anatomy cannot separate them (validation and test stay
         # independent, unpaired studies)
         les = y["train"] == 1
-        x["train"] = torch.cat([x["train"][les], _to_model(data["train"]["healthy"][les], cfg)])
+        twins = to_model_units(data["train"]["healthy"][les], cfg.intensity)
+        x["train"] = torch.cat([x["train"][les], twins])
         y["train"] = np.concatenate([np.ones(les.sum(), np.int64), np.zeros(les.sum(), np.int64)])
 
     torch.manual_seed(cfg.torch_seed)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 __all__ = ["render_split"]
 
@@ -41,6 +42,18 @@ def _render(
     else:
         raise ValueError(f"kind must be 'phantom' or 'mni', got {kind!r}")
     return (study.image.array[0], study.healthy.array[0], study.mask.array[0], int(study.label))
+
+
+def to_model_units(arr: np.ndarray, intensity: dict[str, Any]) -> torch.Tensor:
+    """Rendered studies ``(N, I, J, K)`` in source units to model inputs ``(N, 1, I, J, K)``,
+    through a range :class:`~medattr.models.IntensitySpec` given as a dict."""
+    from medattr.models import IntensitySpec
+
+    it = IntensitySpec(**intensity)
+    x = (torch.from_numpy(arr) - it.a_min) / (it.a_max - it.a_min)
+    if it.clip:
+        x = x.clamp(0, 1)
+    return (it.b_min + x * (it.b_max - it.b_min))[:, None].float()
 
 
 def render_split(

@@ -20,7 +20,7 @@ import torch
 
 from medattr.generative.vae import HealthyVAE
 from medattr.models import IntensitySpec, ModelSpec, export_torchscript
-from medattr.training.data import render_split
+from medattr.training.data import render_split, to_model_units
 
 __all__ = ["VAETrainingConfig", "lesion_recovery", "train_vae"]
 
@@ -50,13 +50,12 @@ class VAETrainingConfig:
     torch_seed: int = 0
     workers: int = 2
 
-
-def _to_model(arr: np.ndarray, intensity: dict[str, Any]) -> torch.Tensor:
-    it = IntensitySpec(**intensity)
-    x = (torch.from_numpy(arr) - it.a_min) / (it.a_max - it.a_min)
-    if it.clip:
-        x = x.clamp(0, 1)
-    return (it.b_min + x * (it.b_max - it.b_min))[:, None].float()
+    def __post_init__(self) -> None:
+        # JSON (bundle configs) gives lists; the stored form is tuples
+        self.spatial_size = tuple(self.spatial_size)  # type: ignore[assignment]
+        self.pixdim = tuple(self.pixdim)  # type: ignore[assignment]
+        self.channels = tuple(self.channels)
+        self.strides = tuple(self.strides)
 
 
 def _elbo(vae: HealthyVAE, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, float, float]:
@@ -127,8 +126,8 @@ def train_vae(
     )
     log.info("rendered VAE data in %.0f s", time.perf_counter() - t0)
     x_train, x_val = (
-        _to_model(train["image"], cfg.intensity),
-        _to_model(val["image"], cfg.intensity),
+        to_model_units(train["image"], cfg.intensity),
+        to_model_units(val["image"], cfg.intensity),
     )
 
     torch.manual_seed(cfg.torch_seed)
@@ -203,8 +202,8 @@ def train_vae(
     vae = vae.cpu().to(memory_format=torch.contiguous_format).eval()
     recovery = lesion_recovery(
         vae,
-        _to_model(lesion["image"], cfg.intensity),
-        _to_model(lesion["healthy"], cfg.intensity),
+        to_model_units(lesion["image"], cfg.intensity),
+        to_model_units(lesion["healthy"], cfg.intensity),
         torch.from_numpy(lesion["mask"])[:, None],
     )
     metrics = {
