@@ -525,8 +525,8 @@ def _cmd_explain_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from medattr.data.demo import demo_study_path
     from medattr.pipeline import ExplainConfig, Explainer
+    from medattr.synthetic.demo import demo_study_path
 
     _check_out_dir(args.out)
     model, baseline = DEMO_RUNS[args.kind]
@@ -544,7 +544,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
-    from medattr.data import generate_dataset
+    from medattr.synthetic import generate_dataset
 
     datalist = generate_dataset(
         args.out,

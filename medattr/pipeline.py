@@ -750,11 +750,11 @@ def _builtin_references(
     kind = name.split(":", 1)[1]
     seeds = [900_000 + seed * 97 + k for k in range(count)]
     if kind == "phantom":
-        from medattr.data.phantoms import make_phantom
+        from medattr.synthetic.phantoms import make_phantom
 
         return [pre(make_phantom(s, lesion=False).image).image[0] for s in seeds]
     if kind == "mni":
-        from medattr.data.mni import make_mni_study
+        from medattr.synthetic.mni import make_mni_study
 
         return [pre(make_mni_study(s, lesion=False).image).image[0] for s in seeds]
     raise InputError(

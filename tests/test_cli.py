@@ -190,8 +190,8 @@ def test_each_counterfactual_baseline_end_to_end(baseline: str, tmp_path: Path) 
     """``medattr explain --baseline vae-* --vae PATH`` with the shipped brain pair on the
     embedded brain lesion study: f(x') and the distance to x reported, the VAE identified, and
     a counterfactual the classifier still calls diseased flagged with a warning."""
-    from medattr.data.demo import demo_study_path
     from medattr.models import builtin_model_path, file_sha256
+    from medattr.synthetic.demo import demo_study_path
 
     vae = builtin_model_path("mni-vae")
     out = tmp_path / "out"
@@ -412,7 +412,7 @@ def test_demo_explains_the_embedded_study_with_the_shipped_models(
 ) -> None:
     """The README's first command (``mni``, the default: VAE counterfactual baseline) and the
     phantom demo: a real prediction, a healthy baseline, attribution concentrated on the lesion."""
-    from medattr.data.demo import demo_study_path
+    from medattr.synthetic.demo import demo_study_path
 
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out)] + (["--kind", kind] if kind != "mni" else [])

@@ -1,6 +1,6 @@
 """The benchmark's held-out studies and healthy references, on the classifier's grid.
 
-Studies are generated (:mod:`medattr.data`) directly on the grid the classifier's spec states
+Studies are generated (:mod:`medattr.synthetic`) directly on the grid the classifier's spec states
 (``spatial_size`` voxels of ``pixdim`` mm, RAS) and mapped through its intensity window, so no
 resampling stands between the ground truth (lesion mask, healthy twin) and the model input.
 
@@ -199,7 +199,7 @@ def load_study(spec: ModelSpec, kind: str, seed: int, lesion: bool) -> BenchStud
     InputError
         If the generator cannot place a lesion for this seed.
     """
-    from medattr.data import make_study
+    from medattr.synthetic import make_study
 
     shape, spacing = _grid(spec)
     s = make_study(kind, seed, lesion=lesion, shape=shape, spacing=spacing)

@@ -2,7 +2,7 @@
 
 ``python -m monai.bundle run --config_file bundles/medattr_explain/configs/inference.json``
 explains these when no ``--dataset_dir`` is given. They are made by the generators in
-:mod:`medattr.data` on the 64³ × 3 mm grid the shipped brain models use: a healthy subject
+:mod:`medattr.synthetic` on the 64³ × 3 mm grid the shipped brain models use: a healthy subject
 (seed 7000) and the lesion study of ``medattr demo`` (seed 990100, one the shipped classifier
 calls diseased, so the default run has a lesion for the counterfactual to remove), stored as
 8-bit NIfTI with scale slope/intercept to keep the bundle small (about 200 kB each; 8-bit
@@ -44,13 +44,13 @@ def _uint8_nifti(array: np.ndarray, affine: np.ndarray, path: Path, description:
 
 def write_sample_data(out_dir: str | Path, seed: int = SAMPLE_SEED) -> Path:
     """Write ``test/*.nii.gz`` and ``datalist.json`` into ``out_dir``; returns the datalist."""
-    from medattr.data import make_study
+    from medattr.synthetic import make_study
 
     rows: list[dict[str, Any]] = []
     with staged_directory(out_dir) as stage:
         test = stage("test")
         test.mkdir()
-        from medattr.data.demo import DEMO_SEEDS
+        from medattr.synthetic.demo import DEMO_SEEDS
 
         for k, (sid, lesion) in enumerate(((seed * 1000, False), (DEMO_SEEDS["mni"], True))):
             study = make_study("mni", sid, lesion=lesion)
@@ -74,7 +74,7 @@ def write_sample_data(out_dir: str | Path, seed: int = SAMPLE_SEED) -> Path:
             rows.append(row)
         datalist = {
             "name": "medattr_explain sample cohort",
-            "description": "Generated MNI152 brain studies (medattr.data, 64^3 x 3 mm, [0, 1] "
+            "description": "Generated MNI152 brain studies (medattr.synthetic, 64^3 x 3 mm, [0, 1] "
             "intensities stored as 8-bit with scale slope/intercept); label 1 = lesion.",
             "seed": seed,
             "test": rows,

@@ -1,7 +1,7 @@
 """Train the small 3D lesion classifier that medattr ships, and export it with its spec.
 
 The network is MONAI's ``Classifier`` (strided residual conv units, batch norm, a linear head);
-studies are rendered by :mod:`medattr.data` on the model grid, mapped through the model's
+studies are rendered by :mod:`medattr.synthetic` on the model grid, mapped through the model's
 intensity window, and the checkpoint with the best validation AUC is exported as TorchScript
 with a :class:`~medattr.models.ModelSpec` and the measured metrics.
 """

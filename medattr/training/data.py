@@ -32,11 +32,11 @@ def _render(
     kind: str, seed: int, lesion: bool, options: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     if kind == "phantom":
-        from medattr.data.phantoms import make_phantom
+        from medattr.synthetic.phantoms import make_phantom
 
         study = make_phantom(seed, lesion=lesion, **options)
     elif kind == "mni":
-        from medattr.data.mni import make_mni_study
+        from medattr.synthetic.mni import make_mni_study
 
         study = make_mni_study(seed, lesion=lesion, **options)
     else:

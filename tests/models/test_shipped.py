@@ -32,10 +32,10 @@ def _training_config(name: str) -> ClassifierTrainingConfig:
 
 def _study(cfg: ClassifierTrainingConfig, seed: int, lesion: bool) -> Any:
     if cfg.kind == "phantom":
-        from medattr.data.phantoms import make_phantom
+        from medattr.synthetic.phantoms import make_phantom
 
         return make_phantom(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
-    from medattr.data.mni import make_mni_study
+    from medattr.synthetic.mni import make_mni_study
 
     return make_mni_study(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from medattr.data import Phantom, centred_affine, make_phantom
-from medattr.data.study import world_points
 from medattr.errors import InputError
+from medattr.synthetic import Phantom, centred_affine, make_phantom
+from medattr.synthetic.study import world_points
 
 SMALL = {"shape": (32, 32, 32), "spacing": 6.0}
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from medattr.data._fields import validate_seed
-from medattr.data.study import Study
 from medattr.errors import InputError
+from medattr.synthetic._fields import validate_seed
+from medattr.synthetic.study import Study
 
 __all__ = [
     "SPLITS",
@@ -88,10 +88,10 @@ def make_study(
     if spacing is not None:
         grid["spacing"] = spacing
     if k is StudyKind.PHANTOM:
-        from medattr.data.phantoms import make_phantom
+        from medattr.synthetic.phantoms import make_phantom
 
         return make_phantom(seed, lesion=lesion, **grid)
-    from medattr.data.mni import make_mni_study
+    from medattr.synthetic.mni import make_mni_study
 
     return make_mni_study(seed, lesion=lesion, **grid)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medattr.data import SPLITS, generate_dataset, make_study, plan_dataset
-from medattr.data import datasets as ds_module
 from medattr.errors import InputError
 from medattr.io.nifti import read_nifti
+from medattr.synthetic import SPLITS, generate_dataset, make_study, plan_dataset
+from medattr.synthetic import datasets as ds_module
 
 GRID = {"shape": (16, 16, 16), "spacing": 12.0}
 

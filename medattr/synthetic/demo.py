@@ -21,9 +21,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medattr.data.study import Study
 from medattr.errors import InputError
 from medattr.io.atomic import atomic_path
+from medattr.synthetic.study import Study
 
 __all__ = ["DEMO_SEEDS", "demo_affine", "demo_study_path", "make_demo_study", "write_demo_assets"]
 
@@ -48,10 +48,10 @@ def make_demo_study(kind: str = "mni") -> Study:
     if kind not in DEMO_SEEDS:
         raise InputError(f"no demo study of kind {kind!r}; available: {', '.join(DEMO_SEEDS)}")
     if kind == "mni":
-        from medattr.data.mni import make_mni_study
+        from medattr.synthetic.mni import make_mni_study
 
         return _to_lps(make_mni_study(DEMO_SEEDS[kind], lesion=True, shape=(64, 64, 64)))
-    from medattr.data.phantoms import make_phantom
+    from medattr.synthetic.phantoms import make_phantom
 
     return make_phantom(DEMO_SEEDS[kind], lesion=True, shape=_SHAPE, affine=demo_affine())
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from medattr.data._fields import Ellipsoid, ramp
+from medattr.synthetic._fields import Ellipsoid, ramp
 
 __all__ = ["Layer", "Paint", "Sector", "Shell", "Solid", "Void", "ZBands", "paint"]
 

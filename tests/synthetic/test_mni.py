@@ -11,9 +11,9 @@ from scipy import ndimage
 
 pytest.importorskip("nilearn")
 
-from medattr.data import make_mni_study, mni_reference
-from medattr.data.mni import _reference
 from medattr.errors import InputError
+from medattr.synthetic import make_mni_study, mni_reference
+from medattr.synthetic.mni import _reference
 
 
 def test_reference_loads_offline_and_has_plausible_geometry(monkeypatch):

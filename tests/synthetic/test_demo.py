@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medattr.data.demo import DEMO_SEEDS, demo_affine, demo_study_path, make_demo_study
 from medattr.io import read_nifti
+from medattr.synthetic.demo import DEMO_SEEDS, demo_affine, demo_study_path, make_demo_study
 
 
 def test_shipped_phantom_demo_matches_the_generator() -> None:
@@ -23,7 +23,7 @@ def test_shipped_phantom_demo_matches_the_generator() -> None:
 
 
 def test_shipped_brain_demo_matches_the_generator_in_lps_order() -> None:
-    from medattr.data.mni import make_mni_study
+    from medattr.synthetic.mni import make_mni_study
 
     study = make_demo_study("mni")
     image = read_nifti(demo_study_path("mni"))

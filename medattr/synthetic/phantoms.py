@@ -12,7 +12,7 @@ the grid rendered on.
 
 A lesion lies wholly inside the liver, the spleen or a kidney; it replaces the organ's tissue
 by ``organ value ± contrast`` (60–160 HU, hyper- or hypo-intense) plus a faint texture of its
-own, blended with the soft-edged weight of :mod:`medattr.data._lesion`. Anatomy, texture,
+own, blended with the soft-edged weight of :mod:`medattr.synthetic._lesion`. Anatomy, texture,
 lesion and noise come from independent random streams of the seed, so ``lesion=False`` renders
 exactly the healthy twin of ``lesion=True``.
 """
@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from medattr.data._fields import (
+from medattr.errors import InputError
+from medattr.synthetic._fields import (
     Ellipsoid,
     SinusoidField,
     fibonacci_sphere,
@@ -33,10 +34,9 @@ from medattr.data._fields import (
     stream_rng,
     validate_seed,
 )
-from medattr.data._lesion import LesionShape, sample_lesion_shape
-from medattr.data._phantom_parts import Layer, Sector, Shell, Solid, ZBands, paint
-from medattr.data.study import Study, validate_grid, world_points
-from medattr.errors import InputError
+from medattr.synthetic._lesion import LesionShape, sample_lesion_shape
+from medattr.synthetic._phantom_parts import Layer, Sector, Shell, Solid, ZBands, paint
+from medattr.synthetic.study import Study, validate_grid, world_points
 from medattr.volume import Volume
 
 __all__ = ["LESION_ORGANS", "Phantom", "PhantomLesion", "make_phantom"]

@@ -22,7 +22,7 @@ Healthy subject (``seed``), in this order, all seeded:
     4. clipping to ``[0, 1]``.
 
 Lesion (independent stream of the same seed)
-    An ellipsoid or lobulated blob (mean radius 8–20 mm, see :mod:`medattr.data._lesion`)
+    An ellipsoid or lobulated blob (mean radius 8–20 mm, see :mod:`medattr.synthetic._lesion`)
     centred where it fits inside the deformed brain mask, and cut to that mask. Its tissue is
     replaced by ``m·(1 ± c)`` (clipped to ``[0.03, 1]``) plus a faint texture, where ``m`` is the
     mean healthy intensity under the lesion and ``c`` is 0.25–0.6: ``hyper`` (+) or ``hypo`` (−)
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medattr.data._fields import SinusoidField, stream_rng, stream_seed32, validate_seed
-from medattr.data._lesion import sample_lesion_shape
-from medattr.data.study import Study, centred_affine, validate_grid, world_points
 from medattr.errors import InputError
+from medattr.synthetic._fields import SinusoidField, stream_rng, stream_seed32, validate_seed
+from medattr.synthetic._lesion import sample_lesion_shape
+from medattr.synthetic.study import Study, centred_affine, validate_grid, world_points
 from medattr.volume import Volume
 
 __all__ = ["MNI_LESION_RADIUS_MM", "make_mni_study", "mni_reference"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import medattr.data as data_pkg
-from medattr.data import StudyDataset, make_study, plan_dataset
+import medattr.synthetic as data_pkg
 from medattr.errors import InputError
+from medattr.synthetic import StudyDataset, make_study, plan_dataset
 
 GRID = {"shape": (16, 16, 16), "spacing": 12.0}
 

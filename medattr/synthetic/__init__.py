@@ -12,11 +12,11 @@ datalist; :class:`StudyDataset` generates the same studies in memory for trainin
 nilearn is imported only when an MNI study is made.
 """
 
-from medattr.data.datasets import SPLITS, StudyKind, generate_dataset, make_study, plan_dataset
-from medattr.data.mni import make_mni_study, mni_reference
-from medattr.data.phantoms import Phantom, make_phantom
-from medattr.data.study import Study, centred_affine
-from medattr.data.study_dataset import StudyDataset
+from medattr.synthetic.datasets import SPLITS, StudyKind, generate_dataset, make_study, plan_dataset
+from medattr.synthetic.mni import make_mni_study, mni_reference
+from medattr.synthetic.phantoms import Phantom, make_phantom
+from medattr.synthetic.study import Study, centred_affine
+from medattr.synthetic.study_dataset import StudyDataset
 
 __all__ = [
     "SPLITS",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medattr.data._fields import Ellipsoid, SinusoidField, random_rotation
+from medattr.synthetic._fields import Ellipsoid, SinusoidField, random_rotation
 
 __all__ = ["LesionShape", "sample_lesion_shape"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medattr.data._fields import validate_seed
-from medattr.data.datasets import SPLITS, StudyKind, make_study, plan_dataset
 from medattr.errors import InputError
+from medattr.synthetic._fields import validate_seed
+from medattr.synthetic.datasets import SPLITS, StudyKind, make_study, plan_dataset
 
 __all__ = ["StudyDataset"]
 
@@ -96,7 +96,7 @@ class StudyDataset(Dataset):
         lesion_fraction: float = 0.5,
         **kwargs: Any,
     ) -> StudyDataset:
-        """The studies of one split of :func:`~medattr.data.generate_dataset`, in memory.
+        """The studies of one split of :func:`~medattr.synthetic.generate_dataset`, in memory.
 
         Same arguments as the writer; ``split`` is ``"training"``, ``"validation"`` or
         ``"test"``; other keyword arguments go to the constructor.

@@ -39,7 +39,7 @@ class Study:
 
     Examples
     --------
-    >>> from medattr.data import make_phantom
+    >>> from medattr.synthetic import make_phantom
     >>> s = make_phantom(3, lesion=True)
     >>> bool((s.image.array != s.healthy.array)[s.mask.array == 0].any())
     False
