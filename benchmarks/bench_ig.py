@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(ladder_table(result["captum_ladder"]))
     if result["targets"]:
         print("\n" + "\n".join(targets_lines(result["targets"])))
-    from medattr.io.atomic import atomic_write_text
+    from medattr._fs import atomic_write_text
 
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2, default=str) + "\n")

@@ -1,7 +1,10 @@
 """medattr: counterfactual path attribution for 3D medical imaging.
 
 >>> from medattr import IntegratedGradients  # a drop-in for captum.attr.IntegratedGradients
+>>> from medattr import Explainer, ExplainConfig, read_volume  # one study end to end
 """
+
+from typing import Any
 
 from medattr._version import __version__
 from medattr.attribution import (
@@ -28,7 +31,7 @@ from medattr.errors import (
     TargetError,
     VolumeError,
 )
-from medattr.io import read_nifti, write_nifti
+from medattr.io import read_nifti, read_volume, write_nifti
 from medattr.targets import ClassTarget, SegmentationTarget
 from medattr.volume import Volume
 
@@ -37,6 +40,8 @@ __all__ = [
     "ConstantBaseline",
     "DicomSeriesError",
     "ExpectedGradients",
+    "ExplainConfig",
+    "Explainer",
     "Explanation",
     "GaussianBlurBaseline",
     "GaussianNoiseBaseline",
@@ -49,6 +54,7 @@ __all__ = [
     "SegmentationTarget",
     "SmoothGrad",
     "SplitIntegratedGradients",
+    "StudyResult",
     "TargetError",
     "UniformNoiseBaseline",
     "Volume",
@@ -56,5 +62,17 @@ __all__ = [
     "ZeroBaseline",
     "__version__",
     "read_nifti",
+    "read_volume",
     "write_nifti",
 ]
+
+_LAZY = {"Explainer", "ExplainConfig", "StudyResult"}
+
+
+def __getattr__(name: str) -> Any:
+    # the explainer pulls in MONAI's transforms: imported on first use, not with medattr
+    if name in _LAZY:
+        import medattr.explain
+
+        return getattr(medattr.explain, name)
+    raise AttributeError(f"module 'medattr' has no attribute {name!r}")

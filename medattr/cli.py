@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,183 +26,15 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     pass
 
 
-def _int_or(word: str) -> Callable[[str], int | str]:
-    def parse(value: str) -> int | str:
-        if value == word:
-            return value
-        try:
-            return int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer or '{word}', got {value!r}"
-            ) from None
+def _add_explain_options(p: argparse.ArgumentParser, *, cohort: bool = False) -> None:
+    """Options of ``explain`` and ``explain-cohort``: every ExplainConfig setting (core and
+    registered entries'), generated from their declarations, plus the run's files."""
+    from medattr.explain.arguments import add_config_arguments
 
-    return parse
-
-
-def _formats(value: str) -> tuple[str, ...]:
-    from medattr.pipeline import OUTPUT_FORMATS
-
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in items if v not in OUTPUT_FORMATS]
-    if bad or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown format(s) {', '.join(bad) or '(none)'}; "
-            f"choose from {', '.join(OUTPUT_FORMATS)}"
-        )
-    return items
-
-
-def _add_explain_options(p: argparse.ArgumentParser) -> None:
-    from medattr.pipeline import BASELINES, METHODS
-
-    g = p.add_argument_group("method")
-    g.add_argument(
-        "--method",
-        choices=METHODS,
-        default="ig",
-        help="ig: Integrated Gradients; smoothgrad: SmoothGrad over IG; split-ig: the "
-        "unsaturated part of IG (Miglani et al. 2020); expected-gradients: IG averaged "
-        "over reference scans (needs --references)",
-    )
-    g.add_argument("--steps", type=int, default=32, help="path points (quadrature nodes) per input")
-    g.add_argument(
-        "--quadrature",
-        default="gausslegendre",
-        choices=[
-            "gausslegendre",
-            "riemann_left",
-            "riemann_right",
-            "riemann_middle",
-            "riemann_trapezoid",
-            "trapezoid",
-        ],
-        help="rule on [0, 1]; riemann_* as Captum defines them",
-    )
-    g.add_argument(
-        "--target",
-        type=_int_or("predicted"),
-        default=None,
-        help="class index to explain, or 'predicted' (default: the model's default target)",
-    )
-    g.add_argument(
-        "--activation",
-        choices=["logit", "softmax", "sigmoid"],
-        default="logit",
-        help="explain the raw logit or a probability",
-    )
-    g.add_argument("--ratio", type=float, default=0.9, help="split-ig: saturation ratio r")
-    g.add_argument("--nt-samples", type=int, default=8, help="smoothgrad: noisy copies per input")
-    g.add_argument(
-        "--noise-level",
-        type=float,
-        default=0.1,
-        help="smoothgrad: noise sigma as a FRACTION of each input's (max - min), after "
-        "the model's intensity mapping",
-    )
-    g.add_argument(
-        "--nt-type",
-        choices=["smoothgrad", "smoothgrad_sq", "vargrad"],
-        default="smoothgrad",
-        help="smoothgrad: aggregation of the noisy attributions",
-    )
-    g.add_argument(
-        "--smoothgrad-base",
-        choices=["integrated_gradients", "gradient"],
-        default="integrated_gradients",
-        help="smoothgrad: method averaged over noise",
-    )
-    g.add_argument(
-        "--references",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="expected-gradients: reference scans (e.g. healthy subjects), or builtin:phantom",
-    )
-    g.add_argument("--eg-samples", type=int, default=32, help="expected-gradients: draws per input")
-
-    g = p.add_argument_group("baseline")
-    g.add_argument(
-        "--baseline",
-        default="blur",
-        metavar="|".join((*BASELINES, "file:PATH")),
-        help="what 'absence of signal' is: zero (in model units), constant (--baseline-value "
-        "in source units, e.g. -1000 HU; default each input's minimum), blur "
-        "(--blur-sigma-mm), noise-uniform, noise-gaussian, vae-recon (healthy-VAE "
-        "reconstruction), vae-guided (latent optimised until the classifier calls it "
-        "healthy), vae-guided-residual (the same plus the input's VAE residual), or "
-        "file:PATH, a volume on the input's grid",
-    )
-    g.add_argument("--blur-sigma-mm", type=float, default=10.0, help="blur baseline sigma in mm")
-    g.add_argument(
-        "--baseline-value",
-        type=float,
-        default=None,
-        help="constant baseline value in SOURCE units (e.g. HU)",
-    )
-    g.add_argument(
-        "--noise-sigma-fraction",
-        type=float,
-        default=0.2,
-        help="noise-gaussian baseline sigma as a fraction of the input's range",
-    )
-    g.add_argument(
-        "--vae",
-        default=None,
-        help="vae-* baselines: the healthy-only VAE (TorchScript with encode/decode, bundle "
-        "directory); default: the VAE named in the model's spec (paired_vae)",
-    )
-    g.add_argument(
-        "--cf-threshold",
-        type=float,
-        default=0.2,
-        help="vae-guided*: disease probability at or below which the counterfactual counts "
-        "as healthy",
-    )
-    g.add_argument(
-        "--cf-steps", type=int, default=150, help="vae-guided*: bound on latent optimisation steps"
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed for every random choice")
-
-    g = p.add_argument_group("compute")
-    g.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)"
-    )
-    g.add_argument(
-        "--amp",
-        choices=["bf16", "fp16"],
-        default=None,
-        help="autocast precision (gradient sums stay float32)",
-    )
-    g.add_argument(
-        "--batch",
-        type=_int_or("auto"),
-        default="auto",
-        help="path points per forward/backward pass; 'auto' plans from free memory and "
-        "halves on out-of-memory",
-    )
-    g.add_argument("--memory-budget", default=None, help="upper bound for path chunks, e.g. 8GB")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-
-    g = p.add_argument_group("output")
-    g.add_argument("--out", required=True, type=Path, help="output directory")
-    g.add_argument(
-        "--format",
-        type=_formats,
-        default=("nifti", "png"),
-        dest="formats",
-        help="comma-separated outputs: nifti (attribution + baseline, source affine), "
-        "png (montage and input/baseline/difference/attribution panel); for DICOM input also "
-        "dicom-rgb (RGB overlay series), dicom-pm (float Parametric Map), dicom-seg (SEG of the "
-        "strongest attribution), each a new series in the source study, in DIR/<name>_dicom/",
-    )
-    g.add_argument(
-        "--seg-top-percent",
-        type=float,
-        default=1.0,
-        help="dicom-seg: percent of all voxels (strongest positive attribution) segmented",
-    )
-    g.add_argument(
+    exclude = () if cohort else ("distributed_paths",)
+    groups = add_config_arguments(p, exclude=exclude)
+    groups["output"].add_argument("--out", required=True, type=Path, help="output directory")
+    groups["output"].add_argument(
         "--model-spec",
         default=None,
         help="JSON file with the model's input contract (overrides its metadata)",
@@ -332,46 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from medattr.pipeline import ExplainConfig
+    from medattr.explain.arguments import config_from_arguments
 
-    return ExplainConfig(
-        method=args.method,
-        baseline=args.baseline,
-        target=args.target,
-        target_activation=args.activation,
-        n_steps=args.steps,
-        quadrature=args.quadrature,
-        device=_device(args.device),
-        amp=args.amp,
-        internal_batch_size=args.batch,
-        memory_budget=args.memory_budget,
-        progress=not args.no_progress,
-        blur_sigma_mm=args.blur_sigma_mm,
-        baseline_value=args.baseline_value,
-        noise_sigma_fraction=args.noise_sigma_fraction,
-        nt_samples=args.nt_samples,
-        noise_level=args.noise_level,
-        nt_type=args.nt_type,
-        smoothgrad_base=args.smoothgrad_base,
-        ratio=args.ratio,
-        references=list(args.references),
-        eg_samples=args.eg_samples,
-        vae=args.vae,
-        cf_threshold=args.cf_threshold,
-        cf_steps=args.cf_steps,
-        seed=args.seed,
-        formats=args.formats,
-        seg_top_percent=args.seg_top_percent,
-    )
+    return config_from_arguments(args)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -392,7 +188,7 @@ def _summary(manifest: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from medattr.pipeline import Explainer
+    from medattr.explain import Explainer
 
     config = _config_from_args(args)
     _check_out_dir(args.out)
@@ -465,24 +261,17 @@ def _add_explain_cohort_parser(sub: Any) -> None:
         action="store_true",
         help="DICOM studies: resample irregular series onto a regular grid instead of failing",
     )
-    g.add_argument(
-        "--distributed-paths",
-        action="store_true",
-        help="under torchrun: every rank works on every study and the path points are split "
-        "across ranks (for volumes too large or slow for one GPU); default: ranks share studies",
-    )
-    _add_explain_options(p)
+    _add_explain_options(p, cohort=True)
 
 
 def _cmd_explain_cohort(args: argparse.Namespace) -> int:
     from medattr.cohort import (
         CohortRunner,
-        DistributedPathsExplainer,
         destroy_process_group,
         init_process_group_from_env,
         load_cohort,
     )
-    from medattr.pipeline import Explainer
+    from medattr.explain import Explainer
 
     config = _config_from_args(args)
     config.progress = False  # one bar for the cohort, not one per study
@@ -499,14 +288,8 @@ def _cmd_explain_cohort(args: argparse.Namespace) -> int:
     )
     config.device, created = init_process_group_from_env(config.device)
     try:
-        cls = DistributedPathsExplainer if args.distributed_paths else Explainer
-        explainer = cls(args.model, config, spec=args.model_spec)
-        runner = CohortRunner(
-            explainer,
-            args.out,
-            progress=not args.no_progress,
-            split="paths" if args.distributed_paths else "studies",
-        )
+        explainer = Explainer(args.model, config, spec=args.model_spec)
+        runner = CohortRunner(explainer, args.out, progress=args.progress)
         summary = runner(entries)
     finally:
         if created:
@@ -525,7 +308,7 @@ def _cmd_explain_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from medattr.pipeline import ExplainConfig, Explainer
+    from medattr.explain import ExplainConfig, Explainer
     from medattr.synthetic.demo import demo_study_path
 
     _check_out_dir(args.out)
@@ -534,7 +317,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         method="ig",
         baseline=baseline,
         n_steps=args.steps,
-        device=_device(args.device),
+        device=args.device,
         progress=True,
     )
     t = time.perf_counter()

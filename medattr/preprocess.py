@@ -18,6 +18,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Orientation, ResizeWithPadOrCrop, Spacing
 
+from medattr.affines import voxel_sizes
 from medattr.models.spec import ModelSpec
 from medattr.volume import Volume
 
@@ -52,7 +53,7 @@ class Preprocessed:
 
     @property
     def spacing(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return voxel_sizes(self.affine)
 
 
 class Preprocessor:

@@ -15,9 +15,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from medattr.io.atomic import atomic_path
+from medattr._colour import blend_rgb, robust_limit, window_limits
+from medattr._fs import atomic_path
+from medattr.affines import voxel_sizes
+from medattr.io.writers import Stage, StudyOutput, Writer, register_writer
 
 __all__ = [
+    "PngWriter",
     "blend_rgb",
     "comparison_panel",
     "montage",
@@ -39,28 +43,11 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
         if array.ndim == 3
         else np.stack([nib.orientations.apply_orientation(a, ornt) for a in array])
     )
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = np.asarray(voxel_sizes(affine))
     new_spacing = np.empty(3)
     for src, (dst, _flip) in enumerate(ornt):
         new_spacing[int(dst)] = spacing[src]
     return out, new_spacing
-
-
-def robust_limit(attr: np.ndarray, percentile: float = 99.5) -> float:
-    """Colour-scale limit: the ``percentile`` of |attribution| (never 0)."""
-    a = np.abs(np.asarray(attr, dtype=np.float64))
-    nz = a[a > 0]
-    if nz.size == 0:
-        return 1.0
-    return float(max(np.percentile(nz, percentile), np.finfo(np.float32).tiny))
-
-
-def window_limits(anatomy: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-    """Display window from percentiles of the anatomy."""
-    lo, hi = np.percentile(anatomy, [low, high])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
 
 
 def peak_index(attr: np.ndarray) -> tuple[int, int, int]:
@@ -68,49 +55,6 @@ def peak_index(attr: np.ndarray) -> tuple[int, int, int]:
     a = np.asarray(attr)
     idx = int(np.argmax(a)) if a.max() > 0 else int(np.argmax(np.abs(a)))
     return tuple(int(v) for v in np.unravel_index(idx, a.shape))  # type: ignore[return-value]
-
-
-def blend_rgb(
-    anatomy: np.ndarray,
-    attr: np.ndarray,
-    *,
-    window: tuple[float, float] | None = None,
-    limit: float | None = None,
-    cmap: str = "RdBu_r",
-    opacity: float = 0.7,
-    threshold: float = 0.1,
-) -> np.ndarray:
-    """Heatmap over grayscale anatomy, as ``uint8`` RGB with a trailing channel axis.
-
-    Works on arrays of any shape (a slice or a whole volume). Voxels with
-    ``|attr| < threshold * limit`` show the anatomy only; above, the colour's opacity grows with
-    ``|attr| / limit`` up to ``opacity``.
-
-    Examples
-    --------
-    >>> rgb = blend_rgb(np.zeros((4, 4)), np.eye(4))
-    >>> rgb.shape, rgb.dtype
-    ((4, 4, 3), dtype('uint8'))
-    """
-    import matplotlib
-
-    anatomy = np.asarray(anatomy, dtype=np.float32)
-    attr = np.asarray(attr, dtype=np.float32)
-    if anatomy.shape != attr.shape:
-        raise ValueError(f"anatomy {anatomy.shape} and attribution {attr.shape} differ in shape")
-    lo, hi = window if window is not None else window_limits(anatomy)
-    gray = np.clip((anatomy - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    lim = limit if limit is not None else robust_limit(attr)
-    norm = np.clip(attr / lim, -1.0, 1.0)
-    colors = matplotlib.colormaps[cmap]((norm + 1.0) / 2.0)[..., :3].astype(np.float32)
-    strength = np.abs(norm)
-    alpha = np.where(
-        strength >= threshold,
-        opacity * np.clip((strength - threshold) / max(1 - threshold, 1e-6) * 0.7 + 0.3, 0, 1),
-        0.0,
-    )
-    out = gray[..., None] * (1.0 - alpha[..., None]) + colors * alpha[..., None]
-    return np.round(out * 255.0).astype(np.uint8)
 
 
 _VIEWS = (
@@ -266,3 +210,51 @@ def comparison_panel(
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
+
+
+@register_writer("png")
+class PngWriter(Writer):
+    """PNG: three planes through the attribution peak, and the input / baseline /
+    difference / attribution panel."""
+
+    def write(self, result: StudyOutput, stage: Stage) -> dict[str, Any]:
+        vol = result.volume
+        name = vol.name
+        exp = result.explanation
+        outputs: dict[str, Any] = {}
+        fname = f"{name}_montage.png"
+        title = (
+            f"{name}: {exp.method}, baseline {result.baseline_info.get('name', '')}; "
+            f"f(x)={float(exp.f_input[0]):.3f}, f(x')={float(exp.f_baseline[0]):.3f}, "
+            f"delta={float(exp.convergence_delta[0]):+.2e}"
+        )
+        montage(
+            vol.array[0],
+            result.attribution,
+            vol.affine,
+            stage(fname),
+            title=title,
+            colorbar_label="attribution (target units per voxel)",
+        )
+        outputs["montage_png"] = fname
+        if result.baseline_source is not None:
+            pname = f"{name}_panel.png"
+            anatomy, base = result.anatomy, result.baseline_source
+            comparison_panel(
+                [
+                    ("input", anatomy, "gray"),
+                    (f"baseline: {result.config.baseline}", base, "gray"),
+                    ("input - baseline", anatomy - base, "diff"),
+                    ("attribution", result.attribution, "attr"),
+                ],
+                vol.affine,
+                stage(pname),
+                anatomy=anatomy,
+                peak=peak_index(result.attribution),
+                title=(
+                    f"{name}: {exp.method}; f(x)={float(exp.f_input[0]):.3f}, "
+                    f"f(x')={float(exp.f_baseline[0]):.3f}"
+                ),
+            )
+            outputs["panel_png"] = pname
+        return outputs

@@ -39,6 +39,8 @@ __all__ = [
     "Target",
     "TargetLike",
     "bind_target",
+    "class_probabilities",
+    "disease_probability",
 ]
 
 
@@ -56,6 +58,35 @@ def _activate(output: Tensor, activation: Activation, channel_dim: int = 1) -> T
     if activation is Activation.SIGMOID:
         return torch.sigmoid(output.float())
     return output
+
+
+def class_probabilities(output: Tensor) -> Tensor:
+    """Class probabilities ``(N, K)`` of a classifier output ``(N, K)``: the softmax over the
+    classes, or for a single-logit output ``(N, 1)`` the sigmoid (probability of the positive
+    class).
+
+    Examples
+    --------
+    >>> class_probabilities(torch.tensor([[0.0]]))
+    tensor([[0.5000]])
+    """
+    out = output.float()
+    if out.dim() != 2:
+        raise TargetError(f"expected a classifier output (N, classes), got {tuple(out.shape)}")
+    return torch.sigmoid(out) if out.shape[1] == 1 else torch.softmax(out, 1)
+
+
+def disease_probability(output: Tensor, disease_class: int = 1) -> Tensor:
+    """Probability ``(N,)`` of the class ``disease_class`` from a classifier output ``(N, K)``
+    (for a single-logit output, the sigmoid of that logit whatever ``disease_class`` says).
+
+    Examples
+    --------
+    >>> disease_probability(torch.tensor([[0.0, 0.0]]), 1)
+    tensor([0.5000])
+    """
+    probs = class_probabilities(output)
+    return probs[:, 0] if probs.shape[1] == 1 else probs[:, int(disease_class)]
 
 
 BoundTarget = Callable[[Tensor, Tensor], Tensor]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from medattr.affines import voxel_sizes
 from medattr.errors import VolumeError
 
 __all__ = ["Volume", "VolumeSource"]
@@ -94,8 +95,8 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along ``(i, j, k)`` (column norms of the affine)."""
-        s = np.linalg.norm(self.affine[:3, :3], axis=0)
-        return (float(s[0]), float(s[1]), float(s[2]))
+        i, j, k = voxel_sizes(self.affine)
+        return (i, j, k)
 
     @property
     def name(self) -> str:

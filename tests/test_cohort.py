@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from medattr import ExplainConfig, Explainer
 from medattr.cli import main
 from medattr.cohort import (
     EXIT_ALL_OK,
@@ -22,7 +23,6 @@ from medattr.cohort import (
 )
 from medattr.errors import InputError
 from medattr.io import read_nifti
-from medattr.pipeline import ExplainConfig, Explainer
 
 
 @pytest.fixture(autouse=True)

@@ -12,27 +12,42 @@ batched through the same planned engine (Captum's GradientShap evaluates them on
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import (
-    UNSET,
-    Explanation,
-    PathAttribution,
-    as_args,
-    finish,
-    prepare_inputs,
-)
-from medattr.attribution.engine import PathJobs
-from medattr.baselines import Baseline, BaselineContext
+from medattr._baseline import Baseline, BaselineContext
+from medattr.attribution._base import UNSET, Explanation, PathAttribution
+from medattr.attribution._registry import register
+from medattr.attribution.jobs import PathJobs
+from medattr.errors import InputError
+from medattr.registry import Setting
 from medattr.targets import TargetLike
 
 __all__ = ["ExpectedGradients"]
 
 
+REFERENCES = Setting(
+    "references",
+    [],
+    "expected-gradients: reference scans (e.g. healthy subjects; any grid, preprocessed like "
+    "the input), or builtin:mni / builtin:phantom for generated healthy subjects",
+    nargs="+",
+    metavar="PATH",
+)
+EG_SAMPLES = Setting(
+    "eg_samples",
+    32,
+    "expected-gradients: draws (reference, alpha) per input",
+    type=int,
+    minimum=1,
+    param="n_samples",
+)
+
+
+@register("expected-gradients")
 class ExpectedGradients(PathAttribution):
     """Expected Gradients over a bank of reference baselines.
 
@@ -50,38 +65,29 @@ class ExpectedGradients(PathAttribution):
     """
 
     method_name = "expected_gradients"
+    settings = (REFERENCES, EG_SAMPLES)
+    baseline_kind = "references"
+    captum_arguments = (
+        "baselines",
+        "target",
+        "additional_forward_args",
+        "n_samples",
+        "seed",
+        "internal_batch_size",
+        "return_convergence_delta",
+    )
 
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        baselines: Tensor | Baseline,
-        target: TargetLike = None,
-        additional_forward_args: Any = None,
-        n_samples: int = 32,
-        seed: int | None = 0,
-        internal_batch_size: int | str | None = UNSET,
-        return_convergence_delta: bool = False,
-        *,
-        amp: str | None = UNSET,
-        progress: bool | None = UNSET,
-        memory_budget: int | str | None = UNSET,
-    ) -> Any:
-        exp = self.explain(
-            inputs,
-            baselines,
-            target,
-            additional_forward_args,
-            n_samples,
-            seed,
-            internal_batch_size,
-            amp=amp,
-            progress=progress,
-            memory_budget=memory_budget,
+    def explain_study(
+        self, x: Tensor, baselines: Any, target: TargetLike, settings: Mapping[str, Any]
+    ) -> Explanation:
+        return self.explain(
+            x, baselines, target, n_samples=settings["eg_samples"], seed=settings.get("seed", 0)
         )
-        attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
-        if return_convergence_delta:
-            return attr, exp.convergence_delta.to(exp.attributions.dtype)
-        return attr
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], name: str) -> None:
+        if not settings.get("references"):
+            raise InputError(f"{name} needs reference volumes (references=[...])")
 
     def explain(
         self,
@@ -92,24 +98,24 @@ class ExpectedGradients(PathAttribution):
         n_samples: int = 32,
         seed: int | None = 0,
         internal_batch_size: int | str | None = UNSET,
-        *,
-        amp: str | None = UNSET,
-        progress: bool | None = UNSET,
-        memory_budget: int | str | None = UNSET,
+        **engine: Any,
     ) -> Explanation:
-        t0 = time.perf_counter()
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-        x, _, spacing = prepare_inputs(inputs)
-        args = as_args(additional_forward_args)
-        engine = self.engine(internal_batch_size, amp, memory_budget, progress)
-        tgt, bound, f_x = self.bind(engine, x, target, args)
+        call = self.begin(
+            inputs,
+            target,
+            additional_forward_args,
+            internal_batch_size=internal_batch_size,
+            **engine,
+        )
+        x, eng, bound, args = call.x, call.engine, call.bound, call.args
         info: dict[str, Any] = {}
         if isinstance(baselines, Baseline):
             res_b = baselines.generate(
                 x,
                 BaselineContext(
-                    spacing=spacing,
+                    spacing=call.spacing,
                     forward_func=self.forward_func,
                     target=bound,
                     additional_forward_args=args,
@@ -144,10 +150,10 @@ class ExpectedGradients(PathAttribution):
             alpha.reshape(-1),
             torch.full((batch * n_samples,), 1.0 / n_samples),
         )
-        res = engine.run(x, bank, jobs, bound, args, multiply_by_delta=self.multiply_by_inputs)
+        res = call.run(bank, jobs)
         # f at the drawn references, under each input's target
         pairs = torch.unique(torch.stack([sample, ref.reshape(-1)], 1), dim=0)
-        f_pairs = engine.target_values(
+        f_pairs = eng.target_values(
             bank.index_select(0, pairs[:, 1].to(bank.device)), pairs[:, 0], bound, args, batch=batch
         )
         table = {
@@ -158,25 +164,11 @@ class ExpectedGradients(PathAttribution):
             [sum(table[(i, int(r))] for r in ref[i]) / n_samples for i in range(batch)],
             dtype=torch.float64,
         )
-        attr = res.sums[0]
-        delta = attr.flatten(1).double().sum(1).cpu() - (f_x - f_b)
-        return Explanation(
-            attributions=finish(attr, x),
-            convergence_delta=delta,
-            f_input=f_x,
-            f_baseline=f_b,
-            method=self.method_name,
-            settings={
-                "n_samples": n_samples,
-                "seed": seed,
-                "n_references": n_refs,
-                "amp": engine.amp and engine.amp.value,
-            },
-            target=tgt.describe(),
-            n_evaluations=res.n_evaluations,
-            seconds=time.perf_counter() - t0,
-            chunk_sizes=res.chunk_sizes,
-            oom_retries=res.oom_retries,
+        return call.explanation(
+            res.sums[0],
+            f_b,
+            res,
+            {"n_samples": n_samples, "seed": seed, "n_references": n_refs},
             baselines=bank,
             extras={"baseline": info, "reference_draws": ref.tolist(), "alphas": alpha.tolist()},
         )

@@ -16,8 +16,9 @@ from enum import Enum
 import numpy as np
 
 from medattr.options import parse_option
+from medattr.registry import Setting
 
-__all__ = ["Quadrature", "quadrature"]
+__all__ = ["N_STEPS", "QUADRATURE", "Quadrature", "quadrature"]
 
 
 class Quadrature(str, Enum):
@@ -29,6 +30,21 @@ class Quadrature(str, Enum):
     RIEMANN_TRAPEZOID = "riemann_trapezoid"
     TRAPEZOID = "trapezoid"
     GAUSS_LEGENDRE = "gausslegendre"
+
+
+QUADRATURE = Setting(
+    "quadrature",
+    Quadrature.GAUSS_LEGENDRE.value,
+    "rule on [0, 1]; riemann_* as Captum defines them",
+    choices=tuple(q.value for q in Quadrature),
+    param="method",
+)
+
+
+N_STEPS = Setting(
+    "n_steps", 32, "path points (quadrature nodes) per input", type=int, minimum=1, flag="--steps"
+)
+"""Setting of the methods that integrate along a path (IG, Split IG, SmoothGrad over IG)."""
 
 
 def quadrature(method: str | Quadrature, n_steps: int) -> tuple[np.ndarray, np.ndarray]:

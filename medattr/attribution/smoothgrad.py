@@ -15,8 +15,7 @@ Each noisy copy ``j`` of input ``i`` is drawn from its own generator seeded by
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -24,21 +23,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import (
-    UNSET,
-    Explanation,
-    PathAttribution,
-    as_args,
-    finish,
-    prepare_inputs,
-)
-from medattr.attribution.engine import PathJobs
-from medattr.attribution.quadrature import quadrature
-from medattr.baselines import Baseline
+from medattr._baseline import Baseline
+from medattr.attribution._base import UNSET, Explanation, PathAttribution
+from medattr.attribution._registry import register
+from medattr.attribution.jobs import EngineResult, PathJobs
+from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.options import parse_option
+from medattr.registry import Setting
 from medattr.targets import TargetLike
 
-__all__ = ["NoiseTunnel", "NoiseType", "Saliency", "SmoothGrad", "draw_noise"]
+__all__ = ["BaseMethod", "NoiseType", "SmoothGrad", "aggregate", "draw_noise", "noise_sigma"]
 
 _SEED_STRIDE = 1_000_003
 
@@ -81,6 +75,16 @@ def noise_sigma(
     return sig
 
 
+def aggregate(kind: NoiseType, mean: Tensor, mean_square: Tensor) -> Tensor:
+    """The noisy attributions' mean (``smoothgrad``), mean square (``smoothgrad_sq``) or
+    variance (``vargrad``), from their running mean and mean square."""
+    if kind is NoiseType.SMOOTHGRAD:
+        return mean
+    if kind is NoiseType.SMOOTHGRAD_SQ:
+        return mean_square
+    return mean_square - mean * mean
+
+
 def draw_noise(
     shape: Sequence[int],
     sigma: float,
@@ -95,8 +99,35 @@ def draw_noise(
     return torch.randn(tuple(shape), generator=g, device=device, dtype=torch.float32) * float(sigma)
 
 
+NT_SAMPLES = Setting("nt_samples", 8, "smoothgrad: noisy copies per input", type=int, minimum=1)
+NOISE_LEVEL = Setting(
+    "noise_level",
+    0.1,
+    "smoothgrad: noise sigma as a FRACTION of each input's (max - min), after the model's "
+    "intensity mapping",
+    type=float,
+    minimum=0.0,
+)
+NT_TYPE = Setting(
+    "nt_type",
+    NoiseType.SMOOTHGRAD.value,
+    "smoothgrad: aggregation of the noisy attributions",
+    choices=tuple(t.value for t in NoiseType),
+)
+SMOOTHGRAD_BASE = Setting(
+    "smoothgrad_base",
+    BaseMethod.INTEGRATED_GRADIENTS.value,
+    "smoothgrad: method averaged over noise",
+    choices=tuple(m.value for m in BaseMethod),
+    param="base",
+)
+
+
+@register("smoothgrad")
 class SmoothGrad(PathAttribution):
-    """SmoothGrad over gradients (``base="gradient"``) or over IG (``base="integrated_gradients"``).
+    """SmoothGrad: IG (or plain gradients) averaged over noisy copies of the input.
+
+    Over gradients (``base="gradient"``) or over IG (``base="integrated_gradients"``).
 
     ``attribute(inputs, target=None, additional_forward_args=None, nt_type="smoothgrad",
     nt_samples=25, stdevs=None, noise_level=None, seed=0, baselines=None, n_steps=50,
@@ -117,6 +148,17 @@ class SmoothGrad(PathAttribution):
     """
 
     method_name = "smoothgrad"
+    settings = (NT_SAMPLES, NOISE_LEVEL, NT_TYPE, SMOOTHGRAD_BASE, N_STEPS, QUADRATURE)
+    captum_arguments = (
+        "target",
+        "additional_forward_args",
+        "nt_type",
+        "nt_samples",
+        "stdevs",
+        "noise_level",
+        "seed",
+        "return_convergence_delta",
+    )
 
     def __init__(
         self,
@@ -129,34 +171,30 @@ class SmoothGrad(PathAttribution):
         super().__init__(forward_func, multiply_by_inputs, **engine_defaults)
         self.base = parse_option(BaseMethod, base, "base")
 
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: TargetLike = None,
-        additional_forward_args: Any = None,
-        nt_type: str = "smoothgrad",
-        nt_samples: int = 25,
-        stdevs: float | Sequence[float] | None = None,
-        noise_level: float | None = None,
-        seed: int | None = 0,
-        return_convergence_delta: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        exp = self.explain(
-            inputs,
+    @classmethod
+    def from_settings(
+        cls, forward_func: Any, settings: Mapping[str, Any], **engine: Any
+    ) -> PathAttribution:
+        return cls(forward_func, settings["smoothgrad_base"], **engine)
+
+    def captum_delta(self, exp: Explanation) -> Tensor:
+        return exp.extras["draw_deltas"]
+
+    def explain_study(
+        self, x: Tensor, baselines: Any, target: TargetLike, settings: Mapping[str, Any]
+    ) -> Explanation:
+        ig = self.base is BaseMethod.INTEGRATED_GRADIENTS
+        return self.explain(
+            x,
             target,
-            additional_forward_args,
-            nt_type,
-            nt_samples,
-            stdevs,
-            noise_level,
-            seed,
-            **kwargs,
+            nt_type=settings["nt_type"],
+            nt_samples=settings["nt_samples"],
+            noise_level=settings["noise_level"],
+            seed=settings.get("seed", 0),
+            baselines=baselines if ig else None,
+            n_steps=settings["n_steps"],
+            method=settings["quadrature"],
         )
-        attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
-        if return_convergence_delta:
-            return attr, exp.extras["draw_deltas"].to(exp.attributions.dtype)
-        return attr
 
     def explain(
         self,
@@ -174,36 +212,37 @@ class SmoothGrad(PathAttribution):
         method: str = "gausslegendre",
         nt_samples_batch_size: int | None = None,
         internal_batch_size: int | str | None = UNSET,
-        amp: str | None = UNSET,
-        progress: bool | None = UNSET,
-        memory_budget: int | str | None = UNSET,
         spacing: Sequence[float] | None = None,
         absolute: bool = False,
+        **engine: Any,
     ) -> Explanation:
         """Like :meth:`attribute`, returning an :class:`Explanation`. ``absolute`` takes the
         absolute value of each draw's attribution before aggregating (Captum's
         ``Saliency(abs=True)`` inside a NoiseTunnel)."""
-        t0 = time.perf_counter()
         kind = parse_option(NoiseType, nt_type, "nt_type")
         if isinstance(nt_samples, bool) or not isinstance(nt_samples, int) or nt_samples < 1:
             raise ValueError(f"nt_samples must be a positive int, got {nt_samples!r}")
-        x, _, meta_spacing = prepare_inputs(inputs)
-        spacing = spacing if spacing is not None else meta_spacing
+        ig = self.base is BaseMethod.INTEGRATED_GRADIENTS
+        if ig:
+            alphas, weights = quadrature(method, n_steps)
+        call = self.begin(
+            inputs,
+            target,
+            additional_forward_args,
+            spacing,
+            internal_batch_size=internal_batch_size,
+            **engine,
+            description="smoothgrad",
+        )
+        x, eng, bound, args = call.x, call.engine, call.bound, call.args
         sigma = noise_sigma(x, stdevs, noise_level)
         if seed is None:
             seed = int(torch.randint(0, 2**31, (1,)))
-        args = as_args(additional_forward_args)
-        engine = self.engine(
-            internal_batch_size, amp, memory_budget, progress, description="smoothgrad"
-        )
-        tgt, bound, f_x = self.bind(engine, x, target, args)
-        ig = self.base is BaseMethod.INTEGRATED_GRADIENTS
-        batch = x.shape[0]
+        batch = call.batch
         if ig:
-            base = self.baselines_for(baselines, x, spacing, bound, args)
+            base = call.baselines(baselines)
             b = base.baselines
-            alphas, weights = quadrature(method, n_steps)
-            f_b = engine.target_values(b, torch.arange(batch), bound, args, batch=batch)
+            f_b = call.f_at(b)
         else:
             if baselines is not None:
                 raise ValueError("baselines are only used with base='integrated_gradients'")
@@ -235,18 +274,18 @@ class SmoothGrad(PathAttribution):
             jobs = PathJobs.straight(g, alphas, weights)
             refs = owners.repeat(len(alphas)) if ig else torch.zeros(len(jobs), dtype=torch.long)
             jobs = PathJobs(jobs.sample, refs, jobs.alpha, jobs.weight)
-            noisy_args = _owner_args(args, owners.to(x.device), batch)
-            res = engine.run(
+            noisy_args = owner_args(args, owners.to(x.device), batch)
+            res = eng.run(
                 noisy,
                 b,
                 jobs,
-                _owned(bound, owners),
+                owned(bound, owners),
                 noisy_args,
                 multiply_by_delta=ig and self.multiply_by_inputs,
             )
             a = res.sums[0].abs() if absolute else res.sums[0]
-            f_v = engine.target_values(
-                noisy, torch.arange(g), _owned(bound, owners), noisy_args, batch=g
+            f_v = eng.target_values(
+                noisy, torch.arange(g), owned(bound, owners), noisy_args, batch=g
             )
             f_noisy[v0:v1] = f_v
             if ig:
@@ -257,43 +296,28 @@ class SmoothGrad(PathAttribution):
             chunk_sizes += res.chunk_sizes
             oom += res.oom_retries
             v0 = v1
-        mean /= nt_samples
-        sq /= nt_samples
-        if kind is NoiseType.SMOOTHGRAD:
-            attr = mean
-        elif kind is NoiseType.SMOOTHGRAD_SQ:
-            attr = sq
-        else:
-            attr = sq - mean * mean
+        attr = aggregate(kind, mean / nt_samples, sq / nt_samples)
         per_input = draw_deltas.view(batch, nt_samples).mean(1)
         mean_f_noisy = f_noisy.view(batch, nt_samples).mean(1)
-        return Explanation(
-            attributions=finish(attr, x),
-            convergence_delta=per_input
-            if ig and kind is NoiseType.SMOOTHGRAD
-            else torch.full((batch,), float("nan"), dtype=torch.float64),
-            f_input=f_x,
-            f_baseline=f_b if ig else torch.full((batch,), float("nan"), dtype=torch.float64),
-            method=f"{kind.value}[{self.base.value}]",
-            settings={
-                "nt_type": kind.value,
-                "nt_samples": nt_samples,
-                "sigma": sigma.tolist(),
-                "noise_level": noise_level,
-                "stdevs": stdevs
-                if stdevs is None or isinstance(stdevs, float | int)
-                else list(stdevs),
-                "seed": seed,
-                "base": self.base.value,
-                **({"n_steps": n_steps, "method": str(method)} if ig else {}),
-                "amp": engine.amp and engine.amp.value,
-            },
-            target=tgt.describe(),
-            n_evaluations=int(sum(chunk_sizes)),
-            seconds=time.perf_counter() - t0,
-            chunk_sizes=chunk_sizes,
-            oom_retries=oom,
+        nan = torch.full((batch,), float("nan"), dtype=torch.float64)
+        settings: dict[str, Any] = {
+            "nt_type": kind.value,
+            "nt_samples": nt_samples,
+            "sigma": sigma.tolist(),
+            "noise_level": noise_level,
+            "stdevs": stdevs if stdevs is None or isinstance(stdevs, float | int) else list(stdevs),
+            "seed": seed,
+            "base": self.base.value,
+            **({"n_steps": n_steps, "method": str(method)} if ig else {}),
+        }
+        return call.explanation(
+            attr,
+            f_b if ig else nan,
+            EngineResult(attr, f_noisy, chunk_sizes, oom),
+            settings,
             baselines=b if ig else None,
+            convergence_delta=per_input if ig and kind is NoiseType.SMOOTHGRAD else nan,
+            method=f"{kind.value}[{self.base.value}]",
             extras={
                 "draw_deltas": draw_deltas
                 if ig
@@ -314,7 +338,7 @@ class SmoothGrad(PathAttribution):
         return max(1, min(batch * nt_samples, int(0.25 * budget) // max(per, 1), 256))
 
 
-def _owned(bound: Any, owners: Tensor) -> Any:
+def owned(bound: Any, owners: Tensor) -> Any:
     """Map the engine's virtual-sample indices (noisy copies) to the owning input."""
 
     def fn(output: Tensor, sample: Tensor) -> Tensor:
@@ -323,7 +347,7 @@ def _owned(bound: Any, owners: Tensor) -> Any:
     return fn
 
 
-def _owner_args(args: tuple[Any, ...], owners: Tensor, batch: int) -> tuple[Any, ...]:
+def owner_args(args: tuple[Any, ...], owners: Tensor, batch: int) -> tuple[Any, ...]:
     out = []
     for a in args:
         if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch:
@@ -331,92 +355,3 @@ def _owner_args(args: tuple[Any, ...], owners: Tensor, batch: int) -> tuple[Any,
         else:
             out.append(a)
     return tuple(out)
-
-
-class Saliency(PathAttribution):
-    """Plain gradients (Simonyan et al. 2014), Captum's ``Saliency`` call shape (``abs=True``)."""
-
-    method_name = "saliency"
-
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: TargetLike = None,
-        abs: bool = True,
-        additional_forward_args: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        x, as_tuple, _ = prepare_inputs(inputs)
-        args = as_args(additional_forward_args)
-        engine = self.engine(kwargs.pop("internal_batch_size", UNSET), kwargs.pop("amp", UNSET))
-        _, bound, _ = self.bind(engine, x, target, args)
-        jobs = PathJobs.straight(x.shape[0], [1.0], [1.0])
-        res = engine.run(x, torch.zeros_like(x), jobs, bound, args, multiply_by_delta=False)
-        g = res.sums[0].abs() if abs else res.sums[0]
-        g = finish(g, x)
-        return (g,) if as_tuple else g
-
-
-class NoiseTunnel:
-    """Captum's ``NoiseTunnel`` call shape over medattr's :class:`IntegratedGradients` or
-    :class:`Saliency`: ``NoiseTunnel(IntegratedGradients(model)).attribute(x, nt_type=...,
-    nt_samples=..., stdevs=..., baselines=..., target=..., n_steps=...)``.
-
-    Differences from Captum: noise comes from per-draw seeded generators (``seed=``), and
-    ``draw_baseline_from_distrib`` is not supported (use :class:`ExpectedGradients`).
-    """
-
-    def __init__(self, attribution_method: PathAttribution) -> None:
-        from medattr.attribution.integrated_gradients import IntegratedGradients
-
-        if isinstance(attribution_method, IntegratedGradients):
-            base = BaseMethod.INTEGRATED_GRADIENTS
-        elif isinstance(attribution_method, Saliency):
-            base = BaseMethod.GRADIENT
-        else:
-            raise TypeError("NoiseTunnel wraps medattr.IntegratedGradients or medattr.Saliency")
-        self.attribution_method = attribution_method
-        self._abs = isinstance(attribution_method, Saliency)
-        m = attribution_method
-        self._sg = SmoothGrad(
-            m.forward_func,
-            base,
-            multiply_by_inputs=m.multiply_by_inputs,
-            internal_batch_size=m.internal_batch_size,
-            amp=m.amp,
-            memory_budget=m.memory_budget,
-            progress=m.progress,
-        )
-
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        nt_type: str = "smoothgrad",
-        nt_samples: int = 5,
-        nt_samples_batch_size: int | None = None,
-        stdevs: float | Sequence[float] = 1.0,
-        draw_baseline_from_distrib: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        if draw_baseline_from_distrib:
-            raise NotImplementedError("draw_baseline_from_distrib: use medattr.ExpectedGradients")
-        rcd = kwargs.pop("return_convergence_delta", False)
-        absolute = bool(kwargs.pop("abs", True)) if self._abs else False
-        exp = self._sg.explain(
-            inputs,
-            kwargs.pop("target", None),
-            kwargs.pop("additional_forward_args", None),
-            nt_type,
-            nt_samples,
-            stdevs,
-            None,
-            kwargs.pop("seed", 0),
-            nt_samples_batch_size=nt_samples_batch_size,
-            absolute=absolute,
-            **kwargs,
-        )
-        attr = exp.attributions
-        out: Any = (attr,) if isinstance(inputs, tuple | list) else attr
-        if rcd:
-            return out, exp.extras["draw_deltas"].to(attr.dtype)
-        return out

@@ -12,7 +12,6 @@ to ``alpha*``, unsaturated) is the attribution; the *right* part is kept for ins
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,17 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.attribution._base import (
-    UNSET,
-    Explanation,
-    PathAttribution,
-    as_args,
-    finish,
-    prepare_inputs,
-)
-from medattr.attribution.engine import PathJobs
-from medattr.attribution.quadrature import quadrature
-from medattr.baselines import Baseline
+from medattr._baseline import Baseline
+from medattr.attribution._base import UNSET, Explanation, PathAttribution
+from medattr.attribution._registry import register
+from medattr.attribution.jobs import PathJobs
+from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
+from medattr.registry import Setting
 from medattr.targets import TargetLike
 
 __all__ = ["SplitIGDetails", "SplitIntegratedGradients"]
@@ -69,8 +63,20 @@ class SplitIGDetails:
     left_delta: Tensor
 
 
+RATIO = Setting(
+    "ratio",
+    0.9,
+    "split-ig: saturation ratio r",
+    type=float,
+    minimum=0.0,
+    maximum=1.0,
+    exclusive_minimum=True,
+)
+
+
+@register("split-ig")
 class SplitIntegratedGradients(PathAttribution):
-    """Split IG: the unsaturated part of Integrated Gradients.
+    """Split IG: the unsaturated (left) part of Integrated Gradients (Miglani et al. 2020).
 
     Same arguments as :class:`~medattr.IntegratedGradients` plus ``ratio`` (default 0.9) and
     ``part``: ``"left"`` (default), ``"right"`` or ``"full"`` (= IG). ``explain`` returns the
@@ -81,44 +87,17 @@ class SplitIntegratedGradients(PathAttribution):
     """
 
     method_name = "split_integrated_gradients"
-
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        baselines: Baseline | Tensor | float | None = None,
-        target: TargetLike = None,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        internal_batch_size: int | str | None = UNSET,
-        return_convergence_delta: bool = False,
-        *,
-        ratio: float = 0.9,
-        part: str = "left",
-        amp: str | None = UNSET,
-        progress: bool | None = UNSET,
-        memory_budget: int | str | None = UNSET,
-        spacing: Sequence[float] | None = None,
-    ) -> Any:
-        exp = self.explain(
-            inputs,
-            baselines,
-            target,
-            additional_forward_args,
-            n_steps,
-            method,
-            internal_batch_size,
-            ratio=ratio,
-            part=part,
-            amp=amp,
-            progress=progress,
-            memory_budget=memory_budget,
-            spacing=spacing,
-        )
-        attr: Any = (exp.attributions,) if isinstance(inputs, tuple | list) else exp.attributions
-        if return_convergence_delta:
-            return attr, exp.convergence_delta.to(exp.attributions.dtype)
-        return attr
+    settings = (N_STEPS, QUADRATURE, RATIO)
+    supports_distributed = False  # the split point needs the whole path, in order
+    captum_arguments = (
+        "baselines",
+        "target",
+        "additional_forward_args",
+        "n_steps",
+        "method",
+        "internal_batch_size",
+        "return_convergence_delta",
+    )
 
     def explain(
         self,
@@ -132,26 +111,27 @@ class SplitIntegratedGradients(PathAttribution):
         *,
         ratio: float = 0.9,
         part: str = "left",
-        amp: str | None = UNSET,
-        progress: bool | None = UNSET,
-        memory_budget: int | str | None = UNSET,
         spacing: Sequence[float] | None = None,
+        **engine: Any,
     ) -> Explanation:
-        t0 = time.perf_counter()
         if not 0.0 < float(ratio) <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         if part not in ("left", "right", "full"):
             raise ValueError(f"part must be 'left', 'right' or 'full', got {part!r}")
-        x, _, meta_spacing = prepare_inputs(inputs)
-        spacing = spacing if spacing is not None else meta_spacing
         alphas, weights = quadrature(method, n_steps)
-        args = as_args(additional_forward_args)
-        engine = self.engine(internal_batch_size, amp, memory_budget, progress)
-        tgt, bound, f_x = self.bind(engine, x, target, args)
-        base = self.baselines_for(baselines, x, spacing, bound, args)
+        call = self.begin(
+            inputs,
+            target,
+            additional_forward_args,
+            spacing,
+            internal_batch_size=internal_batch_size,
+            **engine,
+        )
+        x, f_x = call.x, call.f_input
+        base = call.baselines(baselines)
         b = base.baselines
-        batch = x.shape[0]
-        f_b = engine.target_values(b, torch.arange(batch), bound, args, batch=batch)
+        batch = call.batch
+        f_b = call.f_at(b)
         span = f_x - f_b
         tau = f_b + float(ratio) * span
         crossed = torch.zeros(batch, dtype=torch.bool)
@@ -171,16 +151,7 @@ class SplitIntegratedGradients(PathAttribution):
             return out
 
         jobs = PathJobs.straight(batch, alphas, weights)  # ordered by alpha
-        res = engine.run(
-            x,
-            b,
-            jobs,
-            bound,
-            args,
-            buckets=2,
-            bucket_fn=bucket_fn,
-            multiply_by_delta=self.multiply_by_inputs,
-        )
+        res = call.run(b, jobs, buckets=2, bucket_fn=bucket_fn)
         left, right = res.sums[0], res.sums[1]
         path_outputs = res.outputs.view(len(alphas), batch).T.contiguous()
         a = torch.as_tensor(alphas, dtype=torch.float64)
@@ -196,7 +167,7 @@ class SplitIntegratedGradients(PathAttribution):
             saturated=crossed.clone(),
             threshold=tau,
             f_alpha_star=f_star,
-            right=finish(right, x),
+            right=right.to(x.dtype),
             path_alphas=a,
             path_outputs=path_outputs,
             left_delta=left_delta,
@@ -208,25 +179,13 @@ class SplitIntegratedGradients(PathAttribution):
         else:
             attr = left + right
             delta = left_sum + right_sum - span
-        return Explanation(
-            attributions=finish(attr, x),
-            convergence_delta=delta,
-            f_input=f_x,
-            f_baseline=f_b,
-            method=self.method_name,
-            settings={
-                "n_steps": n_steps,
-                "method": str(method),
-                "ratio": float(ratio),
-                "part": part,
-                "amp": engine.amp and engine.amp.value,
-            },
-            target=tgt.describe(),
-            n_evaluations=res.n_evaluations,
-            seconds=time.perf_counter() - t0,
-            chunk_sizes=res.chunk_sizes,
-            oom_retries=res.oom_retries,
+        return call.explanation(
+            attr,
+            f_b,
+            res,
+            {"n_steps": n_steps, "method": str(method), "ratio": float(ratio), "part": part},
             baselines=b,
+            convergence_delta=delta,
             extras={
                 "split": details,
                 "baseline": base.info,

@@ -1,18 +1,28 @@
-"""Baselines: what "absence of signal" is for a path method.
+"""Baselines: what "absence of signal" is for a path method, one registered class per name.
 
-Classic ones live here; counterfactual (VAE) ones in :mod:`medattr.baselines.counterfactual`.
+Classic ones (zero, constant, blur, noise) in :mod:`~medattr.baselines.classic`; counterfactual
+ones (this patient without the disease) in :mod:`~medattr.baselines.counterfactual`.
 Any method accepts a baseline object, a tensor broadcastable to the inputs, a number, or
-``None`` (zeros); :func:`resolve_baselines` turns each into a tensor.
+``None`` (zeros); :func:`resolve_baselines` turns each into a tensor. A new baseline is one
+class decorated with :func:`register` (see ``docs/extending.md``)::
+
+    @medattr.baselines.register("my-baseline")
+    class MyBaseline(Baseline): ...
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import Tensor
-
-from medattr.baselines._base import Baseline, BaselineContext, BaselineResult
+from medattr._baseline import (
+    Baseline,
+    BaselineContext,
+    BaselineResult,
+    BaselineSetup,
+    resolve_baselines,
+)
+from medattr.baselines._registry import BASELINES, register
 from medattr.baselines.classic import (
     ConstantBaseline,
     GaussianBlurBaseline,
@@ -22,12 +32,14 @@ from medattr.baselines.classic import (
     ZeroBaseline,
     blur_mm,
 )
+from medattr.baselines.reference import reference_bank
 
 __all__ = [
     "BASELINES",
     "Baseline",
     "BaselineContext",
     "BaselineResult",
+    "BaselineSetup",
     "ConstantBaseline",
     "GaussianBlurBaseline",
     "GaussianNoiseBaseline",
@@ -35,57 +47,44 @@ __all__ = [
     "UniformNoiseBaseline",
     "ZeroBaseline",
     "blur_mm",
+    "create",
+    "get",
     "make_baseline",
+    "names",
+    "parse_name",
+    "reference_bank",
+    "register",
     "resolve_baselines",
 ]
 
-BASELINES: dict[str, type[Baseline]] = {
-    "zero": ZeroBaseline,
-    "constant": ConstantBaseline,
-    "blur": GaussianBlurBaseline,
-    "noise-uniform": UniformNoiseBaseline,
-    "noise-gaussian": GaussianNoiseBaseline,
-}
+
+names = BASELINES.names
+"""Every available baseline name (built-in and plug-in)."""
+
+
+def get(name: str) -> type[Baseline]:
+    """The class registered as ``name`` (an :class:`~medattr.registry.UnknownNameError`,
+    listing the available names, if none is)."""
+    return BASELINES.get(parse_name(name)[0])
+
+
+def parse_name(name: str) -> tuple[str, str | None]:
+    """``"file:scan.nii.gz"`` → ``("file", "scan.nii.gz")``; ``"blur"`` → ``("blur", None)``."""
+    base, sep, argument = name.partition(":")
+    return base, (argument if sep else None)
 
 
 def make_baseline(name: str, **settings: Any) -> Baseline:
-    """Build a registered baseline by name, e.g. ``make_baseline("blur", sigma_mm=8)``."""
-    try:
-        cls = BASELINES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown baseline {name!r}; choose from {', '.join(sorted(BASELINES))}"
-        ) from None
-    return cls(**settings)
+    """Build a registered baseline by name with ``__init__`` keywords, e.g.
+    ``make_baseline("blur", sigma_mm=8)``."""
+    return get(name)(**settings)
 
 
-def resolve_baselines(
-    baselines: Baseline | Tensor | float | int | None,
-    inputs: Tensor,
-    context: BaselineContext | None = None,
-) -> BaselineResult:
-    """Turn any accepted baseline specification into a tensor of the inputs' shape."""
-    if baselines is None:
-        return ZeroBaseline().generate(inputs, context)
-    if isinstance(baselines, Baseline):
-        result = baselines.generate(inputs, context)
-        if tuple(result.baselines.shape) != tuple(inputs.shape):
-            raise ValueError(
-                f"{type(baselines).__name__} returned shape {tuple(result.baselines.shape)}, "
-                f"expected {tuple(inputs.shape)}"
-            )
-        result.info.setdefault("baseline", baselines.describe())
-        return result
-    if isinstance(baselines, bool):
-        raise TypeError("baselines must be a tensor, a number, a Baseline or None, not a bool")
-    if isinstance(baselines, int | float):
-        return BaselineResult(
-            torch.full_like(inputs, float(baselines)),
-            {"baseline": {"name": "constant", "value": float(baselines)}},
-        )
-    if isinstance(baselines, Tensor):
-        t = baselines.as_tensor() if hasattr(baselines, "as_tensor") else baselines
-        return TensorBaseline(t).generate(inputs, context)
-    raise TypeError(
-        f"baselines must be a tensor, a number, a Baseline or None; got {type(baselines).__name__}"
-    )
+def create(name: str, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+    """Build the baseline ``name`` (``name:ARGUMENT`` allowed) from setting values by setting
+    name (e.g. ``{"blur_sigma_mm": 8.0}``) for the model and study in ``setup``."""
+    base, argument = parse_name(name)
+    cls = BASELINES.get(base)
+    if argument is not None:
+        setup = BaselineSetup(**{**setup.__dict__, "argument": argument})
+    return cls.from_settings(settings, setup)

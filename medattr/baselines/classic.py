@@ -9,13 +9,22 @@ to that range.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from medattr.baselines._base import Baseline, BaselineContext, BaselineResult, _seeded_generator
+from medattr._baseline import (
+    Baseline,
+    BaselineContext,
+    BaselineResult,
+    BaselineSetup,
+    broadcast_baseline,
+    seeded_generator,
+)
+from medattr.baselines._registry import register
+from medattr.registry import Setting
 
 __all__ = [
     "ConstantBaseline",
@@ -27,6 +36,26 @@ __all__ = [
     "blur_mm",
 ]
 
+BASELINE_VALUE = Setting(
+    "baseline_value",
+    None,
+    "constant baseline: value in SOURCE units (e.g. -1000 for air in HU), mapped through the "
+    "model's intensity window; default: each input's minimum",
+    type=float,
+    optional=True,
+)
+BLUR_SIGMA_MM = Setting(
+    "blur_sigma_mm", 10.0, "blur baseline: sigma in mm", type=float, minimum=0.0, param="sigma_mm"
+)
+NOISE_SIGMA_FRACTION = Setting(
+    "noise_sigma_fraction",
+    0.2,
+    "noise-gaussian baseline: sigma as a fraction of the input's range",
+    type=float,
+    minimum=0.0,
+    param="sigma_fraction",
+)
+
 
 def _per_sample(x: Tensor, fn: str) -> Tensor:
     flat = x.flatten(1)
@@ -34,8 +63,9 @@ def _per_sample(x: Tensor, fn: str) -> Tensor:
     return val.view(-1, *([1] * (x.dim() - 1)))
 
 
+@register("zero")
 class ZeroBaseline(Baseline):
-    """All zeros (Captum's default).
+    """All zeros in model units (Captum's default).
 
     Examples
     --------
@@ -49,8 +79,9 @@ class ZeroBaseline(Baseline):
         return BaselineResult(torch.zeros_like(inputs))
 
 
+@register("constant")
 class ConstantBaseline(Baseline):
-    """A constant volume.
+    """A constant volume (``--baseline-value`` in source units; default each input's minimum).
 
     Parameters
     ----------
@@ -61,6 +92,7 @@ class ConstantBaseline(Baseline):
     """
 
     name = "constant"
+    settings = (BASELINE_VALUE,)
 
     def __init__(self, value: float | str = "min") -> None:
         if isinstance(value, str) and value not in ("min", "max", "mean"):
@@ -71,6 +103,15 @@ class ConstantBaseline(Baseline):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        value = settings.get("baseline_value")
+        if value is None:
+            return cls("min")
+        spec = getattr(setup.model, "spec", None)
+        intensity = getattr(spec, "intensity", None)
+        return cls(intensity.to_model(value) if intensity is not None else value)
 
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
         if isinstance(self.value, str):
@@ -126,6 +167,7 @@ def _blur_voxels(inputs: Tensor, sigma_vox: Sequence[float], truncated: float) -
     return out.to(inputs.dtype)
 
 
+@register("blur")
 class GaussianBlurBaseline(Baseline):
     """The input blurred with a Gaussian of standard deviation ``sigma_mm`` millimetres.
 
@@ -149,6 +191,7 @@ class GaussianBlurBaseline(Baseline):
     """
 
     name = "blur"
+    settings = (BLUR_SIGMA_MM,)
 
     def __init__(
         self,
@@ -186,6 +229,7 @@ class GaussianBlurBaseline(Baseline):
         return BaselineResult(blur_mm(inputs, self.sigma_mm, spacing, self.truncated))
 
 
+@register("noise-uniform")
 class UniformNoiseBaseline(Baseline):
     """Uniform noise between ``low`` and ``high`` (default: each input's min and max).
 
@@ -204,8 +248,12 @@ class UniformNoiseBaseline(Baseline):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "low": self.low, "high": self.high, "seed": self.seed}
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        return cls(seed=setup.seed)
+
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
-        g = _seeded_generator(self.seed, inputs.device)
+        g = seeded_generator(self.seed, inputs.device)
         lo = (
             _per_sample(inputs, "min")
             if self.low is None
@@ -220,6 +268,7 @@ class UniformNoiseBaseline(Baseline):
         return BaselineResult((lo + (hi - lo) * u).to(inputs.dtype))
 
 
+@register("noise-gaussian")
 class GaussianNoiseBaseline(Baseline):
     """The input plus Gaussian noise, clipped to each input's value range.
 
@@ -237,6 +286,7 @@ class GaussianNoiseBaseline(Baseline):
     """
 
     name = "noise-gaussian"
+    settings = (NOISE_SIGMA_FRACTION,)
 
     def __init__(
         self,
@@ -260,8 +310,12 @@ class GaussianNoiseBaseline(Baseline):
             "seed": self.seed,
         }
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        return cls(sigma_fraction=settings["noise_sigma_fraction"], seed=setup.seed)
+
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
-        g = _seeded_generator(self.seed, inputs.device)
+        g = seeded_generator(self.seed, inputs.device)
         lo, hi = _per_sample(inputs, "min"), _per_sample(inputs, "max")
         std = (
             (hi - lo) * self.sigma_fraction
@@ -285,11 +339,4 @@ class TensorBaseline(Baseline):
         self.name = name
 
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
-        t = self.tensor.to(device=inputs.device, dtype=inputs.dtype)
-        try:
-            return BaselineResult(torch.broadcast_to(t, inputs.shape).clone())
-        except RuntimeError:
-            raise ValueError(
-                f"baseline of shape {tuple(t.shape)} cannot be broadcast to the input shape "
-                f"{tuple(inputs.shape)}"
-            ) from None
+        return BaselineResult(broadcast_baseline(self.tensor, inputs))

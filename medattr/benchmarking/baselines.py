@@ -20,17 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from medattr.baselines import (
-    Baseline,
-    BaselineContext,
-    GaussianBlurBaseline,
-    GaussianNoiseBaseline,
-    UniformNoiseBaseline,
-    ZeroBaseline,
-)
-from medattr.benchmarking.config import COUNTERFACTUAL_BASELINES, BenchmarkConfig
+from medattr import baselines
+from medattr._fs import atomic_path
+from medattr.baselines import Baseline, BaselineContext, BaselineSetup, GaussianBlurBaseline
+from medattr.benchmarking.config import BenchmarkConfig, is_counterfactual
 from medattr.benchmarking.studies import BenchStudy
-from medattr.io.atomic import atomic_path
+from medattr.targets import disease_probability
 
 __all__ = [
     "BaselineMaker",
@@ -80,10 +75,7 @@ class TargetScore:
 
     def probability(self, output: Tensor) -> Tensor:
         """Disease probability (softmax, or sigmoid of a one-column output)."""
-        out = output.float()
-        if out.shape[1] == 1:
-            return torch.sigmoid(out[:, 0])
-        return torch.softmax(out, 1)[:, self.disease_class]
+        return disease_probability(output, self.disease_class)
 
 
 @dataclass
@@ -94,6 +86,12 @@ class GeneratedBaseline:
     tensor: Tensor
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def _device_of(model: Any) -> torch.device:
+    from medattr._torch import module_device
+
+    return module_device(model)
 
 
 def _noise_seed(cfg: BenchmarkConfig, study_seed: int) -> int:
@@ -118,8 +116,9 @@ class BaselineMaker:
         The run settings.
     model
         The classifier (guided counterfactuals consult it).
-    vae
-        The healthy VAE, or ``None`` when no counterfactual baseline is requested.
+    loaded
+        The classifier as loaded (:class:`~medattr.models.LoadedModel`: its spec names the
+        generative models paired with it), or ``None``.
     disease_class
         The classifier output that means "diseased".
     cache_dir
@@ -130,52 +129,31 @@ class BaselineMaker:
         self,
         config: BenchmarkConfig,
         model: Callable[[Tensor], Tensor],
-        vae: Any,
+        loaded: Any = None,
         disease_class: int = 1,
         cache_dir: str | Path | None = None,
     ) -> None:
         self.config = config
         self.model = model
-        self.vae = vae
+        self.loaded = loaded
         self.disease_class = int(disease_class)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._pending: dict[tuple[str, str], GeneratedBaseline] = {}
 
     # ------------------------------------------------------------------ objects
     def baseline_object(self, name: str, study_seed: int) -> Baseline:
-        """The :class:`~medattr.baselines.Baseline` behind ``name`` (not ``"oracle"``)."""
-        c = self.config
-        if name == "zero":
-            return ZeroBaseline()
-        if name == "blur":
-            return GaussianBlurBaseline(sigma_mm=c.blur_sigma_mm)
-        if name == "noise-uniform":
-            return UniformNoiseBaseline(seed=_noise_seed(c, study_seed))
-        if name == "noise-gaussian":
-            return GaussianNoiseBaseline(
-                sigma_fraction=c.noise_sigma_fraction, seed=_noise_seed(c, study_seed)
-            )
-        if name in COUNTERFACTUAL_BASELINES:
-            from medattr.baselines.counterfactual import (
-                VAEGuidedBaseline,
-                VAEGuidedResidualBaseline,
-                VAEReconstructionBaseline,
-            )
-
-            if self.vae is None:
-                raise ValueError(f"baseline {name!r} needs a VAE")
-            if name == "vae-recon":
-                return VAEReconstructionBaseline(
-                    self.vae, disease_class=self.disease_class, threshold=c.cf_threshold
-                )
-            cls = VAEGuidedBaseline if name == "vae-guided" else VAEGuidedResidualBaseline
-            return cls(
-                self.vae,
-                disease_class=self.disease_class,
-                threshold=c.cf_threshold,
-                max_steps=c.cf_max_steps,
-            )
-        raise ValueError(f"no baseline object for {name!r}")
+        """The registered :class:`~medattr.baselines.Baseline` behind ``name`` (not
+        ``"oracle"``), built from the run's settings (noise seeded by run and study)."""
+        if name == "oracle":
+            raise ValueError("the oracle is the study's healthy twin, not a baseline object")
+        cls = baselines.get(name)
+        setup = BaselineSetup(
+            model=self.loaded,
+            device=_device_of(self.model),
+            disease_class=self.disease_class,
+            seed=_noise_seed(self.config, study_seed),
+        )
+        return cls.from_settings(self.config.entry_settings(cls), setup)
 
     def context(self, spacing: Sequence[float]) -> BaselineContext:
         return BaselineContext(spacing=list(spacing), forward_func=self.model)
@@ -230,7 +208,7 @@ class BaselineMaker:
 
         ``names`` maps a study id to the baseline names it needs; cached ones are reused.
         """
-        for name in COUNTERFACTUAL_BASELINES:
+        for name in [n for n in self.config.baselines if is_counterfactual(n)]:
             todo = [
                 s
                 for s in studies
@@ -262,7 +240,7 @@ class BaselineMaker:
             return self._pending.pop(key)
         if name == "oracle":
             return GeneratedBaseline(name, study.twin.clone(), {"source": "healthy twin"}, 0.0)
-        if name in COUNTERFACTUAL_BASELINES:
+        if is_counterfactual(name):
             cached = self._load_cached(study.id, name)
             if cached is not None:
                 return cached

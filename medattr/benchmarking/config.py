@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from medattr.errors import InputError
 
 __all__ = [
     "BASELINES",
+    "BUILTIN_METHOD_NAMES",
     "CLASSIC_BASELINES",
     "COUNTERFACTUAL_BASELINES",
     "EG_BASELINE",
@@ -25,7 +27,12 @@ __all__ = [
     "PRESETS",
     "BenchmarkConfig",
     "add_arguments",
+    "available_baselines",
+    "available_methods",
     "config_from_args",
+    "is_counterfactual",
+    "ordered_baselines",
+    "ordered_methods",
 ]
 
 METHODS = ("ig", "smoothgrad", "split-ig", "eg")
@@ -35,6 +42,53 @@ CLASSIC_BASELINES = ("zero", "blur", "noise-uniform", "noise-gaussian")
 COUNTERFACTUAL_BASELINES = ("vae-recon", "vae-guided", "vae-guided-residual")
 BASELINES = (*CLASSIC_BASELINES, *COUNTERFACTUAL_BASELINES, "oracle")
 """``oracle`` is the study's true healthy twin: the bound for any counterfactual."""
+
+BUILTIN_METHOD_NAMES = {"ig": "ig", "smoothgrad": "smoothgrad", "split-ig": "split-ig"}
+BUILTIN_METHOD_NAMES["eg"] = "expected-gradients"
+"""The benchmark's own method names and the registered methods they run."""
+
+
+def available_methods() -> tuple[str, ...]:
+    """:data:`METHODS` and every other registered attribution method (run generically)."""
+    from medattr.attribution import METHODS as REGISTERED
+
+    extra = [n for n in REGISTERED.names() if n not in BUILTIN_METHOD_NAMES.values()]
+    return (*METHODS, *extra)
+
+
+def available_baselines() -> tuple[str, ...]:
+    """:data:`BASELINES` and every other registered baseline that needs no argument."""
+    from medattr.baselines import BASELINES as REGISTERED
+
+    extra = [n for n in REGISTERED.names() if n not in BASELINES and not REGISTERED.get(n).argument]
+    return (*BASELINES, *extra)
+
+
+def is_counterfactual(name: str) -> bool:
+    """Whether a baseline is optimised per study (made in batches and cached by the run)."""
+    if name in COUNTERFACTUAL_BASELINES:
+        return True
+    if name == "oracle" or name in CLASSIC_BASELINES:
+        return False
+    from medattr.baselines import BASELINES as REGISTERED
+
+    return bool(getattr(REGISTERED.get(name), "expensive", False))
+
+
+def _ordered(names: Iterable[str], first: tuple[str, ...]) -> list[str]:
+    wanted = list(dict.fromkeys(names))
+    return [b for b in first if b in wanted] + [b for b in wanted if b not in first]
+
+
+def ordered_baselines(names: Iterable[str]) -> list[str]:
+    """``names`` in report order: :data:`BASELINES` first, then the others as given."""
+    return _ordered(names, BASELINES)
+
+
+def ordered_methods(names: Iterable[str]) -> list[str]:
+    """``names`` in report order: :data:`METHODS` first, then the others as given."""
+    return _ordered(names, METHODS)
+
 
 EG_BASELINE = "healthy-refs"
 """Expected Gradients draws its references from healthy subjects; it has this one row."""
@@ -183,6 +237,7 @@ class BenchmarkConfig:
     device: str = "cpu"
     internal_batch_size: int | str = "auto"
     study_seeds: tuple[int, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -238,8 +293,8 @@ class BenchmarkConfig:
 
     def validate(self) -> None:
         """Raise :class:`~medattr.errors.InputError` naming the first bad setting."""
-        _choices("methods", self.methods, METHODS)
-        _choices("baselines", self.baselines, BASELINES)
+        _choices("methods", self.methods, available_methods())
+        _choices("baselines", self.baselines, available_baselines())
         for name in (
             "n_steps",
             "sg_steps",
@@ -283,7 +338,31 @@ class BenchmarkConfig:
 
     @property
     def needs_vae(self) -> bool:
-        return any(b in COUNTERFACTUAL_BASELINES for b in self.baselines)
+        """Whether a requested baseline takes the ``vae`` setting (the run loads it once to
+        check its grid against the classifier's)."""
+        from medattr.baselines import BASELINES as REGISTERED
+
+        return any(
+            b in COUNTERFACTUAL_BASELINES
+            or any(st.name == "vae" for st in getattr(REGISTERED.get(b), "settings", ()))
+            for b in self.baselines
+            if b != "oracle"
+        )
+
+    def entry_settings(self, cls: Any) -> dict[str, Any]:
+        """Values of the settings a registered entry declares: from :attr:`options`, else the
+        field of the same name (``cf_steps`` is :attr:`cf_max_steps`), else its default."""
+        out: dict[str, Any] = {}
+        aliases = {"cf_steps": "cf_max_steps"}
+        for st in getattr(cls, "settings", ()):
+            if st.name in self.options:
+                value = self.options[st.name]
+            elif hasattr(self, aliases.get(st.name, st.name)):
+                value = getattr(self, aliases.get(st.name, st.name))
+            else:
+                value = st.default
+            out[st.name] = st.convert(value)
+        return out
 
 
 def _choices(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
@@ -360,15 +439,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--methods",
-        type=_names(METHODS, "method(s)"),
+        type=_names(available_methods(), "method(s)"),
         default=keep,
-        help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
+        help=f"comma-separated subset of {','.join(available_methods())} (default: "
+        f"{','.join(METHODS)})",
     )
     p.add_argument(
         "--baselines",
-        type=_names(BASELINES, "baseline(s)"),
+        type=_names(available_baselines(), "baseline(s)"),
         default=keep,
-        help=f"comma-separated subset of {','.join(BASELINES)} (default: all)",
+        help=f"comma-separated subset of {','.join(available_baselines())} (default: "
+        f"{','.join(BASELINES)})",
     )
     p.add_argument(
         "--steps", type=int, default=keep, help=f"IG / Split IG path points {preset('n_steps')}"

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from medattr.benchmarking.config import BASELINES, EG_BASELINE, METHODS
+from medattr._fs import atomic_path
+from medattr.benchmarking.config import EG_BASELINE, ordered_baselines, ordered_methods
 from medattr.benchmarking.evaluate import METRICS
-from medattr.io.atomic import atomic_path
 from medattr.render import blend_rgb, robust_limit, window_limits
 
 __all__ = ["baseline_figure", "example_figure", "metric_figure"]
@@ -64,8 +64,12 @@ def metric_figure(summary: dict[str, Any], group: str, path: str | Path) -> Path
     if not metrics:
         return None
     plt = _pyplot()
-    columns = [b for b in (*BASELINES, EG_BASELINE) if any(k[1] == b for k in cells)]
-    methods = [m for m in METHODS if any(k[0] == m for k in cells)]
+    columns = [
+        b
+        for b in (*ordered_baselines(k[1] for k in cells), EG_BASELINE)
+        if any(k[1] == b for k in cells)
+    ]
+    methods = ordered_methods(k[0] for k in cells)
     ncol = 2 if len(metrics) <= 4 else 3
     nrow = math.ceil(len(metrics) / ncol)
     fig, axes = plt.subplots(
@@ -120,7 +124,7 @@ def baseline_figure(summary: dict[str, Any], path: str | Path) -> Path | None:
     """What each baseline is: disease probability, share called healthy, and distance to the
     input inside and outside the lesion (means and 95 % CIs over the lesion studies)."""
     stats = summary.get("baselines") or {}
-    names = [b for b in BASELINES if b in stats]
+    names = ordered_baselines(b for b in stats if b != EG_BASELINE)
     if not names:
         return None
     plt = _pyplot()

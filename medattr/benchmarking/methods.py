@@ -24,7 +24,13 @@ from medattr.attribution import (
 )
 from medattr.benchmarking.config import BenchmarkConfig
 
-__all__ = ["MethodResult", "run_expected_gradients", "run_ig", "run_path_methods"]
+__all__ = [
+    "MethodResult",
+    "run_expected_gradients",
+    "run_ig",
+    "run_path_methods",
+    "run_registered",
+]
 
 
 @dataclass
@@ -136,7 +142,27 @@ def run_path_methods(
             exp.n_evaluations,
             extras={"delta": delta, "f_noisy_mean": f_noisy},
         )
+    for name in sorted(wanted - {"ig", "split-ig", "smoothgrad"}):
+        out[name] = run_registered(name, model, x, baseline, score, cfg)
     return out
+
+
+def run_registered(
+    name: str,
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    baseline: Tensor,
+    score: Callable[[Tensor], Tensor],
+    cfg: BenchmarkConfig,
+) -> MethodResult:
+    """Any other registered path method with one baseline per input, with its settings from
+    the run (see :meth:`BenchmarkConfig.entry_settings`); completeness against f(x) - f(x')."""
+    from medattr.attribution import get
+
+    cls = get(name)
+    settings = {**cfg.entry_settings(cls), "seed": cfg.seed}
+    method = cls.from_settings(model, settings, **_engine_options(cfg))
+    return _result(name, method.explain_study(x, baseline, score, settings), {})
 
 
 def run_ig(
@@ -161,15 +187,20 @@ def run_expected_gradients(
     """Expected Gradients over the healthy reference bank ``(R, C, *spatial)``."""
     eg = ExpectedGradients(model, **_engine_options(cfg))
     exp = eg.explain(x, references, score, n_samples=cfg.eg_samples, seed=cfg.seed)
+    return _result("eg", exp, {"n_references": int(references.shape[0])})
+
+
+def _result(name: str, exp: Any, extras: dict[str, Any]) -> MethodResult:
+    """A method's result judged against f(x) - f(x') (completeness of the whole path)."""
     f_x, f_b = float(exp.f_input[0]), float(exp.f_baseline[0])
     delta = float(exp.convergence_delta[0])
     return MethodResult(
-        "eg",
+        name,
         exp.attributions.detach(),
         f_x,
         f_b,
         _relative(delta, f_x - f_b),
         exp.seconds,
         exp.n_evaluations,
-        extras={"delta": delta, "n_references": int(references.shape[0])},
+        extras={"delta": delta, **extras},
     )

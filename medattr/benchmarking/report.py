@@ -14,19 +14,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medattr._fs import atomic_write_text
 from medattr.benchmarking.aggregate import (
     BASELINE_STATS,
     HEALTHY_STATS,
     cell_lookup,
     summarise,
 )
-from medattr.benchmarking.config import BASELINES, EG_BASELINE, METHODS
+from medattr.benchmarking.config import (
+    BASELINES,
+    EG_BASELINE,
+    ordered_baselines,
+    ordered_methods,
+)
 from medattr.benchmarking.evaluate import METRICS
 from medattr.benchmarking.figures import baseline_figure, example_figure, metric_figure
 from medattr.benchmarking.rows import read_rows
 from medattr.benchmarking.verdict import verdict_lines
 from medattr.errors import InputError
-from medattr.io.atomic import atomic_write_text
 
 __all__ = [
     "INTERPRETATION_END",
@@ -91,8 +96,8 @@ def _metric_table(summary: dict[str, Any], group: str) -> str:
         return "*(no rows)*"
     total = len(summary["studies"])
     rows = []
-    for method in METHODS:
-        for b in (*BASELINES, EG_BASELINE):
+    for method in ordered_methods(k[0] for k in cells):
+        for b in (*ordered_baselines(k[1] for k in cells), EG_BASELINE):
             if not any((method, b, m.key) in cells for m in metrics):
                 continue
             rows.append(
@@ -108,7 +113,7 @@ def _metric_table(summary: dict[str, Any], group: str) -> str:
 
 def _baseline_table(summary: dict[str, Any]) -> str:
     stats = summary.get("baselines") or {}
-    names = [b for b in BASELINES if b in stats]
+    names = ordered_baselines(b for b in stats if b != EG_BASELINE)
     if not names:
         return "*(no rows)*"
     rows = [[b] + [fmt(stats[b].get(k)) for k, _ in BASELINE_STATS] for b in names]
@@ -117,7 +122,7 @@ def _baseline_table(summary: dict[str, Any]) -> str:
 
 def _healthy_table(summary: dict[str, Any]) -> str:
     stats = summary.get("healthy") or {}
-    names = [b for b in BASELINES if b in stats]
+    names = ordered_baselines(b for b in stats if b != EG_BASELINE)
     if not names:
         return "*(no healthy studies in this run)*"
     rows = [[b] + [fmt(stats[b].get(k)) for k, _ in HEALTHY_STATS] for b in names]
@@ -178,13 +183,11 @@ def _timing_table(rows: list[dict[str, Any]], study_ids: set[str]) -> str:
             )
         )
     out = []
-    for m in METHODS:
-        if m not in per:
-            continue
+    for m in ordered_methods(per):
         v = per[m]
         out.append(
             [
-                _METHOD_NAMES[m],
+                _METHOD_NAMES.get(m, m),
                 f"{sum(a for a, _, _ in v) / len(v):.2f}",
                 f"{sum(n for _, _, n in v) / len(v):.0f}",
                 f"{sum(b for _, b, _ in v) / len(v):.2f}",
@@ -438,7 +441,7 @@ def _figures(
         if not f.exists():
             continue
         blob = torch.load(f, weights_only=True)
-        names = [b for b in BASELINES if b in cfg.get("baselines", BASELINES)]
+        names = ordered_baselines(cfg.get("baselines", BASELINES))
         p = example_figure(blob, sid, img_dir / f"example_{sid}.png", names)
         figs[f"example:{sid}"] = f"{rel}/{p.name}"
     return figs

@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from medattr._fs import atomic_path, atomic_write_text
 from medattr.benchmarking.baselines import (
     BaselineMaker,
     TargetScore,
     baseline_diagnostics,
     fixed_reference,
 )
-from medattr.benchmarking.config import COUNTERFACTUAL_BASELINES, EG_BASELINE, BenchmarkConfig
+from medattr.benchmarking.config import EG_BASELINE, BenchmarkConfig, is_counterfactual
 from medattr.benchmarking.evaluate import (
     faithfulness,
     localisation,
@@ -54,7 +55,6 @@ from medattr.benchmarking.studies import (
     reference_bank,
 )
 from medattr.errors import InputError
-from medattr.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["BenchmarkRun", "machine_info", "run_benchmark", "wanted_keys"]
 
@@ -227,7 +227,7 @@ class BenchmarkRun:
         cfg = self.cfg
         t0 = time.perf_counter()
         ready: list[tuple[Tensor, Tensor]] = []
-        if name in COUNTERFACTUAL_BASELINES:
+        if is_counterfactual(name):
             # a counterfactual is an optimisation per input: make those of all perturbed inputs
             # in one batch. The perturbations are drawn as max_sensitivity draws them; explain()
             # checks each input it receives and falls back to generating one if they differ.
@@ -447,7 +447,7 @@ def run_benchmark(
         out=out,
         model=clf.module,
         score=score,
-        maker=BaselineMaker(cfg, clf.module, vae, disease, out / "cache"),
+        maker=BaselineMaker(cfg, clf.module, clf, disease, out / "cache"),
         store=RowStore(out / "rows.jsonl"),
         plan=plan,
         spec=clf.spec,

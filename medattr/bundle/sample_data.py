@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medattr.io.atomic import staged_directory
+from medattr._fs import staged_directory
 
 __all__ = ["SAMPLE_SEED", "write_sample_data"]
 

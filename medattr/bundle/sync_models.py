@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medattr._fs import atomic_path, atomic_write_text
 from medattr.errors import ModelError
-from medattr.io.atomic import atomic_path, atomic_write_text
 from medattr.models.loading import builtin_model_path, file_sha256
 
 __all__ = ["BUNDLE_MODELS", "default_bundle_dir", "model_sources", "sync_models"]

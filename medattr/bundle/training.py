@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from medattr.bundle._options import flag
+from medattr._fs import atomic_write_text
 from medattr.errors import MedattrError
-from medattr.io.atomic import atomic_write_text
+from medattr.registry import parse_flag as flag
 
 __all__ = [
     "DEFAULT_TOLERANCES",

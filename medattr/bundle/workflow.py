@@ -2,7 +2,7 @@
 
 Each maps onto one of the ids MONAI's inference workflow (``ConfigWorkflow(...,
 workflow_type="infer")``) expects, and all of them run through one
-:class:`~medattr.cohort.CohortRunner` and one :class:`~medattr.pipeline.Explainer`, the code
+:class:`~medattr.cohort.CohortRunner` and one :class:`~medattr.Explainer`, the code
 ``medattr explain-cohort`` runs:
 
 ============== ========================= ====================================================
@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,19 +32,19 @@ import torch
 from monai.inferers import Inferer
 from monai.transforms import MapTransform
 
-from medattr.bundle._options import flag
 from medattr.cohort import (
     CohortEntry,
     CohortRunner,
     CohortSummary,
-    DistributedPathsExplainer,
     load_cohort,
     rank_and_world,
 )
 from medattr.errors import InputError, ModelError
+from medattr.explain import ExplainConfig, Explainer, StudyResult, all_settings
 from medattr.io import read_volume
 from medattr.models import LoadedModel, load_model
-from medattr.pipeline import ExplainConfig, Explainer, StudyResult
+from medattr.models.loading import asset_sha256
+from medattr.registry import parse_flag as flag
 from medattr.volume import Volume
 
 __all__ = [
@@ -59,9 +58,9 @@ __all__ = [
 
 log = logging.getLogger("medattr.bundle")
 
-_CONFIG_FIELDS = {f.name for f in fields(ExplainConfig)}
-_WRITER_FIELDS = ("formats", "seg_top_percent")
-_RUNTIME_FIELDS = ("device", "progress")
+_RUNTIME_FIELDS = ("device", "progress", "distributed_paths", "formats")
+"""Settings the inferer does not take: the evaluator's device, the writer's formats, and
+``split_paths`` for distributed path splitting."""
 
 
 def locate_bundle_root(default: str = ".") -> str:
@@ -154,9 +153,11 @@ class LoadVolumed(MapTransform):
 class AttributionInferer(Inferer):
     """The attribution settings; called on a Volume it returns the explained study.
 
-    Parameters are :class:`~medattr.pipeline.ExplainConfig` fields (``method``, ``baseline``,
-    ``n_steps``, ``target``, ``vae``, ``seed`` …), validated here. Output formats belong to
-    :class:`StudyWriter`; the device comes from the model.
+    Parameters are :class:`~medattr.ExplainConfig` settings (``method``, ``baseline``,
+    ``n_steps``, ``target``, ``vae``, ``seed``, any registered entry's …), validated here.
+    Output formats and their settings belong to :class:`StudyWriter`; the device comes from
+    the model. ``baseline`` may also be a ready :class:`~medattr.baselines.Baseline` object
+    and ``method`` a path method class (bundle configs build them with ``_target_``).
 
     Examples
     --------
@@ -168,7 +169,14 @@ class AttributionInferer(Inferer):
 
     def __init__(self, split_paths: bool = False, **options: Any) -> None:
         super().__init__()
-        unknown = set(options) - (_CONFIG_FIELDS - set(_WRITER_FIELDS) - set(_RUNTIME_FIELDS))
+        self.baseline_object = options.pop("baseline", None)
+        if isinstance(self.baseline_object, str):
+            options["baseline"], self.baseline_object = self.baseline_object, None
+        self.method_class = options.pop("method", None)
+        if isinstance(self.method_class, str):
+            options["method"], self.method_class = self.method_class, None
+        allowed = set(all_settings()) - set(_RUNTIME_FIELDS) - set(_writer_settings())
+        unknown = set(options) - allowed
         if unknown:
             raise InputError(f"unknown attribution setting(s): {', '.join(sorted(unknown))}")
         ExplainConfig(**options)  # validate now, not at the first study
@@ -182,29 +190,24 @@ class AttributionInferer(Inferer):
         *,
         device: str | torch.device | None = None,
         formats: Sequence[str] = ("nifti",),
-        seg_top_percent: float = 1.0,
         progress: bool = False,
+        **writer_settings: Any,
     ) -> Explainer:
-        """An explainer with these settings (a :class:`DistributedPathsExplainer` when
-        ``split_paths``) for ``model``."""
+        """An explainer with these settings for ``model`` (splitting path points across ranks
+        when ``split_paths``); ``writer_settings`` are the writers' own (``seg_top_percent``)."""
         if device is None:
             device = _model_device(model) if isinstance(model, LoadedModel) else "cpu"
         config = ExplainConfig(
             **self.options,
+            **writer_settings,
             device=str(device),
             formats=tuple(formats),
-            seg_top_percent=seg_top_percent,
             progress=progress,
+            distributed_paths=self.split_paths,
         )
-        vae = config.vae
-        if config.baseline.startswith("vae") and vae and not vae.startswith("builtin:"):
-            if not Path(vae).exists():
-                raise ModelError(
-                    f"baseline {config.baseline!r} needs the healthy-only VAE, which is missing",
-                    vae,
-                )
-        cls = DistributedPathsExplainer if self.split_paths else Explainer
-        return cls(model, config)
+        if self.baseline_object is None:
+            _check_assets(config)
+        return Explainer(model, config, baseline=self.baseline_object, method=self.method_class)
 
     def __call__(  # type: ignore[override]
         self, inputs: Volume, network: LoadedModel | str | os.PathLike[str], *args: Any, **kw: Any
@@ -231,13 +234,18 @@ class StudyWriter:
         Share of voxels in the DICOM SEG.
     """
 
-    def __init__(
-        self, formats: str | Sequence[str] = ("nifti", "png"), seg_top_percent: float = 1.0
-    ) -> None:
-        items = formats.split(",") if isinstance(formats, str) else list(formats)
-        self.formats = tuple(f.strip() for f in items if f.strip())
-        ExplainConfig(formats=self.formats)  # validate
-        self.seg_top_percent = float(seg_top_percent)
+    def __init__(self, formats: str | Sequence[str] = ("nifti", "png"), **settings: Any) -> None:
+        config = ExplainConfig(formats=formats)  # validate
+        self.formats = config.formats
+        unknown = set(settings) - set(_writer_settings())
+        if unknown:
+            raise InputError(f"unknown writer setting(s): {', '.join(sorted(unknown))}")
+        self.settings = ExplainConfig(formats=formats, **settings).given
+        self.settings.pop("formats", None)
+
+    @property
+    def seg_top_percent(self) -> float:
+        return float(self.settings.get("seg_top_percent", 1.0))
 
     def __call__(
         self,
@@ -307,18 +315,16 @@ class CohortEvaluator:
             self.model,
             device=self.device,
             formats=self.postprocessing.formats,
-            seg_top_percent=self.postprocessing.seg_top_percent,
+            **self.postprocessing.settings,
         )
         _, world = rank_and_world()
-        split = "paths" if self.inferer.split_paths else "studies"
         indices = None
-        if self.sampler is not None and split == "studies" and world > 1:
+        if self.sampler is not None and not self.inferer.split_paths and world > 1:
             indices = [int(i) for i in self.sampler]
         runner = CohortRunner(
             explainer,
             self.output_dir,
             progress=self.progress,
-            split=split,
             reader=self._read,
             writer=partial(self.postprocessing, explainer=explainer),
         )
@@ -351,6 +357,28 @@ class CohortEvaluator:
                 f"got {type(volume).__name__}"
             )
         return volume
+
+
+def _check_assets(config: ExplainConfig) -> None:
+    """Refuse, before any model is loaded, a run whose baseline names a file that is missing."""
+    from medattr.baselines import BaselineSetup
+    from medattr.baselines import get as get_baseline
+
+    cls = get_baseline(config.baseline)
+    try:
+        assets = cls.assets(config.settings_for(cls), BaselineSetup())
+    except InputError:
+        return  # needs the model's paired default: checked when the baseline is built
+    for label, path in assets.items():
+        if not str(path).startswith("builtin:") and asset_sha256(path) is None:
+            what = cls.asset_labels.get(label, f"its {label} file")
+            raise ModelError(f"baseline {config.baseline!r} needs {what}, which is missing", path)
+
+
+def _writer_settings() -> dict[str, Any]:
+    from medattr.io.writers import WRITERS
+
+    return WRITERS.settings()
 
 
 def _model_device(model: LoadedModel) -> torch.device:

@@ -19,8 +19,8 @@ from typing import Any
 
 from medattr.deploy.series import SeriesInput, selected_series_inputs, series_files
 from medattr.errors import InputError
+from medattr.explain import ExplainConfig, Explainer, all_settings
 from medattr.models import LoadedModel
-from medattr.pipeline import ExplainConfig, Explainer
 
 __all__ = ["DEFAULT_FORMATS", "ExplainedSeries", "SeriesExplainer", "resolve_device"]
 
@@ -85,16 +85,16 @@ class SeriesExplainer:
     output_folder
         Where the per-series folders go (the application's output folder).
     method, baseline, n_steps
-        As in :class:`~medattr.pipeline.ExplainConfig`.
+        As in :class:`~medattr.ExplainConfig`.
     formats
         Outputs per series; by default the DICOM RGB overlay, Parametric Map and SEG, written as
         new series of the source study. ``nifti`` and ``png`` may be added. A
         comma-separated string is accepted too.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-    options
-        Any other :class:`~medattr.pipeline.ExplainConfig` field (``target``,
-        ``blur_sigma_mm``, ``seg_top_percent``, ...).
+    options, settings
+        Any other :class:`~medattr.ExplainConfig` setting (``target``, ``blur_sigma_mm``,
+        ``seg_top_percent``, ...), as a mapping or as keywords.
     resample
         Interpolate irregular series (gaps, tilt) instead of refusing them.
     on_error
@@ -131,6 +131,7 @@ class SeriesExplainer:
         resample: bool = False,
         on_error: str = "raise",
         require_series: bool = True,
+        **settings: Any,
     ) -> None:
         if on_error not in ON_ERROR:
             raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}")
@@ -140,11 +141,15 @@ class SeriesExplainer:
         clash = sorted(set(extra) & {"method", "baseline", "n_steps", "formats", "device"})
         if clash:
             raise InputError(f"give {', '.join(clash)} as argument(s), not inside options")
-        known = set(ExplainConfig.__dataclass_fields__)
+        twice = sorted(set(extra) & set(settings))
+        if twice:
+            raise InputError(f"{', '.join(twice)} given both as argument(s) and inside options")
+        extra.update(settings)
+        known = set(all_settings())
         unknown = sorted(set(extra) - known)
         if unknown:
             raise InputError(
-                f"unknown option(s) {', '.join(unknown)}; ExplainConfig fields are "
+                f"unknown option(s) {', '.join(unknown)}; ExplainConfig settings are "
                 f"{', '.join(sorted(known))}"
             )
         self.config = ExplainConfig(

@@ -19,7 +19,6 @@ from these variables:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,15 +29,16 @@ from medattr.errors import InputError, ModelError
 __all__ = ["ENV_PREFIX", "find_model", "resolve_model", "settings_from_env"]
 
 ENV_PREFIX = "MEDATTR_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 MODEL_SUFFIXES = (".ts", ".pt", ".pth", ".zip")
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for :class:`~medattr.deploy.SeriesExplainer` from ``MEDATTR_*``.
 
-    Only variables that are set appear in the result, so the class defaults apply otherwise.
+    Every :class:`~medattr.ExplainConfig` setting is ``MEDATTR_<NAME>`` (``MEDATTR_N_STEPS``,
+    ``MEDATTR_BLUR_SIGMA_MM``, a plug-in's own …), converted and validated as the command line
+    does; ``MEDATTR_RESAMPLE`` and ``MEDATTR_ON_ERROR`` choose how series are read. Only
+    variables that are set appear in the result, so the class defaults apply otherwise.
 
     Raises
     ------
@@ -50,40 +50,17 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any
     >>> settings_from_env({"MEDATTR_N_STEPS": "16", "MEDATTR_FORMATS": "dicom-pm, png"})
     {'n_steps': 16, 'formats': ('dicom-pm', 'png')}
     """
+    from medattr.explain.arguments import settings_from_environment
+    from medattr.registry import Setting
+
     env = os.environ if environ is None else environ
-    out: dict[str, Any] = {}
-    for key in ("method", "baseline", "device", "on_error"):
-        value = env.get(ENV_PREFIX + key.upper())
-        if value is not None and value.strip():
-            out[key] = value.strip()
-    steps = env.get(ENV_PREFIX + "N_STEPS")
-    if steps is not None and steps.strip():
-        try:
-            out["n_steps"] = int(steps)
-        except ValueError:
-            raise InputError(
-                f"{ENV_PREFIX}N_STEPS must be a positive integer, got {steps!r}"
-            ) from None
-    formats = env.get(ENV_PREFIX + "FORMATS")
-    if formats is not None and formats.strip():
-        out["formats"] = tuple(f.strip() for f in formats.split(",") if f.strip())
+    out = settings_from_environment(env, extra=("on_error",))
     resample = env.get(ENV_PREFIX + "RESAMPLE")
     if resample is not None:
-        flag = resample.strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise InputError(f"{ENV_PREFIX}RESAMPLE must be 1 or 0, got {resample!r}")
-        out["resample"] = flag in _TRUE
-    options = env.get(ENV_PREFIX + "OPTIONS")
-    if options is not None and options.strip():
         try:
-            parsed = json.loads(options)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{ENV_PREFIX}OPTIONS is not valid JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise InputError(
-                f"{ENV_PREFIX}OPTIONS must be a JSON object, got {type(parsed).__name__}"
-            )
-        out["options"] = parsed
+            out["resample"] = Setting("resample", False, "", type=bool).convert(resample)
+        except InputError:
+            raise InputError(f"{ENV_PREFIX}RESAMPLE must be 1 or 0, got {resample!r}") from None
     return out
 
 

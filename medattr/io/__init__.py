@@ -1,4 +1,8 @@
-"""Reading volumes and writing attribution outputs with their geometry intact."""
+"""Reading volumes and writing attribution outputs with their geometry intact.
+
+Readers: NIfTI and DICOM series (:func:`read_volume`). Writers: one registered class per
+``--format`` name (:func:`register_writer`, :mod:`medattr.io.writers`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from medattr._fs import atomic_path, atomic_write_bytes, atomic_write_text, staged_directory
 from medattr.errors import InputError, VolumeError
-from medattr.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, staged_directory
 from medattr.io.dicom import (
     DicomReference,
     DicomSeriesSummary,
@@ -20,6 +24,12 @@ from medattr.io.dicom_pm import write_dicom_parametric_map
 from medattr.io.dicom_sc import write_dicom_rgb
 from medattr.io.dicom_seg import AttributionSign, top_percent_mask, write_dicom_seg
 from medattr.io.nifti import is_nifti_path, nifti_stem, read_nifti, write_nifti
+from medattr.io.writers import (
+    Writer,
+    get_writer,
+    register_writer,
+    writer_names,
+)
 from medattr.volume import Volume
 
 __all__ = [
@@ -28,21 +38,25 @@ __all__ = [
     "DicomReference",
     "DicomSeriesSummary",
     "DicomSlice",
+    "Writer",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "get_writer",
     "is_nifti_path",
     "list_dicom_series",
     "nifti_stem",
     "read_dicom_series",
     "read_nifti",
     "read_volume",
+    "register_writer",
     "staged_directory",
     "top_percent_mask",
     "write_dicom_parametric_map",
     "write_dicom_rgb",
     "write_dicom_seg",
     "write_nifti",
+    "writer_names",
 ]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
+from medattr.affines import voxel_sizes
 from medattr.errors import DicomSeriesError
 from medattr.io._dicom_geometry import geometry_problems, plane_name, sort_slices, stack
 from medattr.io._dicom_geometry import resample as resample_grid
@@ -318,7 +319,7 @@ def read_dicom_series(
         slice_thickness=used[0].thickness,
     )
     shape = grid.data.shape
-    spacing = np.linalg.norm(grid.affine_lps[:3, :3], axis=0)
+    spacing = np.asarray(voxel_sizes(grid.affine_lps))
     logger.info(
         "read series %s (%s, %s): %dx%dx%d voxels of %.3gx%.3gx%.3g mm%s",
         group.number,

@@ -21,9 +21,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.valuerep import DSfloat
 
+from medattr._fs import staged_directory
 from medattr._version import __version__
 from medattr.errors import InputError
-from medattr.io.atomic import staged_directory
 from medattr.io.dicom import DicomReference, DicomSlice
 from medattr.volume import Volume
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from medattr._colour import robust_limit
 from medattr.io.dicom_derived import (
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
@@ -79,8 +80,6 @@ def write_dicom_parametric_map(
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
-
-    from medattr.render import robust_limit  # render imports io
 
     geo = derived_geometry(volume, attribution, "write_dicom_parametric_map")
     frames = geo.frames

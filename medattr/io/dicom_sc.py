@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from medattr._colour import blend_rgb, robust_limit, window_limits
 from medattr.io.dicom_derived import (
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
@@ -120,8 +121,6 @@ def write_dicom_rgb(
     ...                 algorithm=AlgorithmInfo("ig", "zero"))  # doctest: +SKIP
     """
     import highdicom as hd
-
-    from medattr.render import blend_rgb, robust_limit, window_limits  # render imports io
 
     geo = derived_geometry(volume, attribution, "write_dicom_rgb")
     ref = geo.ref

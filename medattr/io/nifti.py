@@ -8,8 +8,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medattr._fs import atomic_path
 from medattr.errors import VolumeError
-from medattr.io.atomic import atomic_path
 from medattr.volume import Volume, VolumeSource
 
 __all__ = ["is_nifti_path", "nifti_stem", "read_nifti", "write_nifti"]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from monai.data import save_net_with_metadata
 
-from medattr.io.atomic import atomic_path
+from medattr._fs import atomic_path
 from medattr.models.loading import file_sha256
 from medattr.models.spec import ModelSpec
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,15 +11,21 @@ from typing import Any
 import torch
 
 from medattr.errors import ModelError
+from medattr.models._registry import LOADERS
+from medattr.models.loaders.torchscript import load_torchscript
 from medattr.models.spec import ModelSpec
 
 __all__ = [
     "BUILTIN_MODELS",
     "LoadedModel",
+    "asset_sha256",
     "builtin_model_path",
     "file_sha256",
+    "from_module",
     "load_model",
     "load_torchscript",
+    "model_format",
+    "module_sha256",
 ]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -109,70 +112,80 @@ def _spec_from_metadata(meta: dict[str, Any], source: str) -> ModelSpec:
     return spec
 
 
-def load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a TorchScript file and the ``metadata.json`` stored in it (``{}`` if none)."""
-    if not zipfile.is_zipfile(path):
-        raise ModelError("not a TorchScript file (not a zip archive)", path)
-    extra = {"metadata.json": ""}
+def asset_sha256(name: str | os.PathLike[str] | None) -> str | None:
+    """SHA-256 identifying a file a result depends on: ``builtin:NAME``, a file, or a directory
+    (a bundle: the digest of every file in it by relative path); ``None`` if there is none."""
+    if not name:
+        return None
+    text = str(name)
     try:
-        with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception as exc:  # torch raises RuntimeError/ValueError for foreign zips
-        raise ModelError(
-            f"cannot be loaded as TorchScript ({type(exc).__name__}: {exc})", path
-        ) from exc
-    meta: dict[str, Any] = {}
-    if extra["metadata.json"]:
-        try:
-            meta = json.loads(extra["metadata.json"])
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"its metadata.json is not valid JSON ({exc})", path) from exc
-    return module, meta
-
-
-def _load_bundle(root: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any], Path]:
-    from monai.bundle import ConfigParser
-
-    meta_file = root / "configs" / "metadata.json"
-    meta: dict[str, Any] = {}
-    if meta_file.exists():
-        meta = json.loads(meta_file.read_text())
-    ts = root / "models" / "model.ts"
-    if ts.exists():
-        module, ts_meta = load_torchscript(ts, device)
-        return module, {**ts_meta, **meta}, ts
-    weights = root / "models" / "model.pt"
-    config = next(
-        (
-            root / "configs" / f"inference.{ext}"
-            for ext in ("json", "yaml", "yml")
-            if (root / "configs" / f"inference.{ext}").exists()
-        ),
-        None,
-    )
-    if config is None or not weights.exists():
-        raise ModelError(
-            "not a usable MONAI bundle: expected models/model.ts, or models/model.pt with "
-            "configs/inference.json defining network_def",
-            root,
+        path = (
+            builtin_model_path(text.split(":", 1)[1]) if text.startswith("builtin:") else Path(text)
         )
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser["bundle_root"] = str(root)
-    if "network_def" not in parser:
-        raise ModelError(f"{config.name} defines no 'network_def'", root)
-    try:
-        net = parser.get_parsed_content("network_def")
-        state = torch.load(weights, map_location=device, weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        net.load_state_dict(state)
-    except Exception as exc:
-        raise ModelError(
-            f"cannot build the bundle's network ({type(exc).__name__}: {exc})", root
-        ) from exc
-    return net.to(device), meta, weights
+    except ModelError:
+        return None
+    if path.is_file():
+        return file_sha256(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(path.rglob("*")):
+            rel = f.relative_to(path)
+            if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+                h.update(f"{rel.as_posix()}:{file_sha256(f)};".encode())
+        return h.hexdigest()
+    return None
+
+
+def module_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state (parameter and buffer names, dtypes, shapes and values)."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def from_module(
+    module: torch.nn.Module,
+    device: str | torch.device = "cpu",
+    spec: ModelSpec | str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """A :class:`LoadedModel` around an ``nn.Module`` already in memory (moved to ``device``,
+    eval mode); its identity is the SHA-256 of its state."""
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was requested but CUDA is not available on this machine")
+    module = module.to(dev).eval()
+    if isinstance(spec, ModelSpec):
+        model_spec = spec
+    elif spec is not None:
+        model_spec = ModelSpec.from_json(spec)
+    else:
+        model_spec = ModelSpec(name=type(module).__name__)
+    return LoadedModel(
+        module, model_spec, f"<{type(module).__name__}>", "module", module_sha256(module), {}
+    )
+
+
+def model_format(path: Path) -> str:
+    """The name of the first registered loader that accepts ``path``.
+
+    Raises
+    ------
+    ModelError
+        Naming the file and the accepted formats, if none does.
+    """
+    loaders = sorted(LOADERS.classes().items(), key=lambda item: -item[1].priority)
+    for name, cls in loaders:
+        if cls.accepts(path):
+            return name
+    formats = "; ".join(
+        f"{name} ({cls.description})" if cls.description else name
+        for name, cls in LOADERS.classes().items()
+    )
+    raise ModelError(f"not a model file medattr can load; accepted formats: {formats}", path)
 
 
 def load_model(
@@ -200,12 +213,8 @@ def load_model(
         path = Path(name)
     if not path.exists():
         raise ModelError("model not found", path)
-    if path.is_dir():
-        module, meta, weights = _load_bundle(path, dev)
-        kind = "bundle"
-    else:
-        module, meta = load_torchscript(path, dev)
-        weights, kind = path, "torchscript"
+    kind = model_format(path)
+    module, meta, weights = LOADERS.get(kind)().load(path, dev)
     module.eval()
     if isinstance(spec, ModelSpec):
         model_spec = spec

@@ -19,8 +19,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from enum import Enum
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from medattr._fs import staged_directory
 from medattr.errors import InputError
 from medattr.synthetic._fields import validate_seed
 from medattr.synthetic.study import Study
@@ -199,12 +198,10 @@ def generate_dataset(
     # fail before writing anything if the generator cannot run (e.g. nilearn missing)
     probe = make_study(k, _first_seed(plan), lesion=False, shape=shape, spacing=spacing)
 
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".medattr-dataset-", dir=out))
-    try:
+    with staged_directory(out, last=("datalist.json",)) as stage:
+        dirs = {name: stage(name) for name in SPLITS}
         jobs = [
-            (k.value, s, lab, str(staging / name), name, shape, spacing)
+            (k.value, s, lab, str(dirs[name]), name, shape, spacing)
             for name in SPLITS
             for s, lab in plan[name]
         ]
@@ -232,23 +229,8 @@ def generate_dataset(
         it = iter(entries)
         for name in SPLITS:
             datalist[name] = [next(it) for _ in plan[name]]
-            (staging / name).mkdir(exist_ok=True)
-        (staging / "datalist.json").write_text(
-            json.dumps(datalist, indent=2) + "\n", encoding="utf-8"
-        )
-        trash = Path(tempfile.mkdtemp(prefix=".medattr-old-", dir=out))
-        for name in existing:
-            os.replace(out / name, trash / name)
-        for name in SPLITS:
-            os.replace(staging / name, out / name)
-        os.replace(staging / "datalist.json", out / "datalist.json")
-        shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
+            dirs[name].mkdir(exist_ok=True)
+        stage("datalist.json").write_text(json.dumps(datalist, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %d %s studies to %s", len(jobs), k.value, out)
     return out / "datalist.json"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medattr._fs import atomic_path
 from medattr.errors import InputError
-from medattr.io.atomic import atomic_path
 from medattr.synthetic.study import Study
 
 __all__ = ["DEMO_SEEDS", "demo_affine", "demo_study_path", "make_demo_study", "write_demo_assets"]

@@ -111,7 +111,7 @@ def render_split(
         "label": np.asarray([r[3] for r in done], dtype=np.int64),
     }
     if cache is not None:
-        from medattr.io.atomic import atomic_path
+        from medattr._fs import atomic_path
 
         with atomic_path(cache, suffix=".npz") as tmp:
             np.savez(tmp, **out)  # type: ignore[arg-type]

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medattr import ExplainConfig, Explainer
 from medattr.cohort import CohortRunner, load_cohort
 from medattr.io import read_nifti
-from medattr.pipeline import ExplainConfig, Explainer
 from tests.bundle.conftest import run_python, write_tiny_cohort
 
 pytestmark = pytest.mark.slow

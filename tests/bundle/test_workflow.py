@@ -11,11 +11,11 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
+from medattr import ExplainConfig, Explainer
 from medattr.bundle import AttributionInferer, LoadVolumed, StudyWriter, locate_bundle_root
 from medattr.cohort import CohortRunner, load_cohort
 from medattr.errors import InputError
 from medattr.io import read_nifti
-from medattr.pipeline import ExplainConfig, Explainer
 from medattr.volume import Volume
 from tests.bundle._standin import BUNDLE
 from tests.bundle.conftest import run_python, write_tiny_cohort

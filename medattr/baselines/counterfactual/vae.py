@@ -24,16 +24,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from medattr.attribution.engine import frozen_parameters
-from medattr.baselines._base import Baseline, BaselineContext, BaselineResult
+from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
+from medattr._torch import frozen_parameters
+from medattr.baselines._registry import register
 from medattr.errors import InputError
+from medattr.registry import Setting
+from medattr.targets import disease_probability
 
-__all__ = ["VAEGuidedBaseline", "VAEGuidedResidualBaseline", "VAEReconstructionBaseline"]
+__all__ = [
+    "CF_STEPS",
+    "CF_THRESHOLD",
+    "VAE",
+    "VAEGuidedBaseline",
+    "VAEGuidedResidualBaseline",
+    "VAEReconstructionBaseline",
+    "paired_model_path",
+]
 
 log = logging.getLogger("medattr.baselines")
 
@@ -62,15 +74,60 @@ def _check_grid(vae: Any, x: Tensor) -> None:
         )
 
 
+VAE = Setting(
+    "vae",
+    None,
+    "vae-* baselines: the healthy-only VAE (TorchScript with encode/decode, bundle directory, "
+    "or builtin:NAME); default: the VAE named in the model's spec (paired_vae)",
+    type=str,
+    optional=True,
+    asset=True,
+)
+CF_THRESHOLD = Setting(
+    "cf_threshold",
+    0.2,
+    "counterfactual baselines: disease probability at or below which the counterfactual counts "
+    "as healthy",
+    type=float,
+    minimum=0.0,
+    maximum=1.0,
+    exclusive_minimum=True,
+    param="threshold",
+)
+CF_STEPS = Setting(
+    "cf_steps",
+    150,
+    "vae-guided*: bound on latent optimisation steps",
+    type=int,
+    minimum=0,
+    param="max_steps",
+)
+
+
+def paired_model_path(
+    settings: Mapping[str, Any], setup: BaselineSetup, key: str = "vae", extra: str = "paired_vae"
+) -> str:
+    """The generative model a counterfactual baseline uses: the setting ``key`` if given, else
+    the one the explained model's spec names (``extra``, e.g. ``paired_vae``)."""
+    path = settings.get(key)
+    if not path:
+        spec = getattr(setup.model, "spec", None)
+        path = (getattr(spec, "extra", None) or {}).get(extra)
+    if not path:
+        raise InputError(
+            f"counterfactual baselines need a generative model (--{key.replace('_', '-')} PATH); "
+            "this model has no paired default"
+        )
+    return str(path)
+
+
 def _disease_probability(forward_func: Any, x: Tensor, disease_class: int) -> Tensor:
     out = forward_func(x)
     if out.dim() != 2:
         raise InputError(
             f"guided counterfactuals need a classifier output (N, classes); got {tuple(out.shape)}"
         )
-    if out.shape[1] == 1:
-        return torch.sigmoid(out[:, 0].float())
-    return torch.softmax(out.float(), dim=1)[:, disease_class]
+    return disease_probability(out, disease_class)
 
 
 def _distance(x: Tensor, b: Tensor) -> dict[str, list[float]]:
@@ -78,8 +135,9 @@ def _distance(x: Tensor, b: Tensor) -> dict[str, list[float]]:
     return {"mean_abs": d.abs().mean(1).tolist(), "rms": d.pow(2).mean(1).sqrt().tolist()}
 
 
+@register("vae-recon")
 class VAEReconstructionBaseline(Baseline):
-    """``x' = D(mu(x))`` from a healthy-only VAE (posterior mean, deterministic).
+    """Healthy-VAE reconstruction ``x' = D(mu(x))`` (posterior mean, deterministic).
 
     Parameters
     ----------
@@ -93,6 +151,8 @@ class VAEReconstructionBaseline(Baseline):
     """
 
     name = "vae-recon"
+    settings: ClassVar[tuple[Setting, ...]] = (VAE, CF_THRESHOLD)
+    asset_labels: ClassVar[dict[str, str]] = {"vae": "the healthy-only VAE"}
 
     def __init__(self, vae: Any, disease_class: int = 1, threshold: float = 0.5) -> None:
         self.vae = _as_vae(vae)
@@ -106,6 +166,18 @@ class VAEReconstructionBaseline(Baseline):
         if hasattr(self.vae, "describe"):
             info["vae"] = self.vae.describe()
         return info
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        from medattr.generative import load_vae
+
+        vae = load_vae(paired_model_path(settings, setup), setup.device)
+        kwargs = {s.keyword: settings[s.name] for s in cls.settings if s.name != "vae"}
+        return cls(vae, disease_class=setup.disease_class, **kwargs)
+
+    @classmethod
+    def assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, str]:
+        return {"vae": paired_model_path(settings, setup)}
 
     def _reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
@@ -146,8 +218,10 @@ class VAEReconstructionBaseline(Baseline):
         return BaselineResult(recon, self._report(inputs, recon, context, {}))
 
 
+@register("vae-guided")
 class VAEGuidedBaseline(VAEReconstructionBaseline):
-    """Classifier-guided latent optimisation: the nearest decoded volume called healthy.
+    """Classifier-guided healthy-VAE counterfactual: the latent moved until the classifier
+    calls the decoded volume healthy.
 
     Starting from ``z = mu(x)``, Adam minimises
 
@@ -172,6 +246,7 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
 
     name = "vae-guided"
     residual = False
+    settings = (VAE, CF_THRESHOLD, CF_STEPS)
 
     def __init__(
         self,
@@ -259,8 +334,9 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
         return BaselineResult(best, info)
 
 
+@register("vae-guided-residual")
 class VAEGuidedResidualBaseline(VAEGuidedBaseline):
-    """:class:`VAEGuidedBaseline` with residual correction ``x' = D(z_cf) + (x - D(mu(x)))``.
+    """vae-guided plus the input's VAE residual: ``x' = D(z_cf) + (x - D(mu(x)))``.
 
     ``x - x'`` is then ``D(mu(x)) - D(z_cf)``: only what the decoder changes between the
     patient's code and the counterfactual code, none of its reconstruction blur. Note that the

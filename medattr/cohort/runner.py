@@ -18,7 +18,7 @@ Statuses: ``done`` (computed now), ``skipped`` (complete from an earlier run), `
 (the error's type and message, no traceback, the input path replaced by ``<input>``) and
 ``pending`` (not reached yet). Under ``torchrun`` the studies are shared by rank (``split=
 "studies"``), or every rank works on every study, splitting its path points
-(``split="paths"``, with :class:`DistributedPathsExplainer`).
+(``split="paths"``, when the explainer's ``config.distributed_paths`` is set).
 
 Examples
 --------
@@ -37,7 +37,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,43 +44,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medattr._cohort_data import READ_OPTION_KEYS, CohortEntry, StudyIdMode, load_cohort
-from medattr._cohort_records import (
+from medattr._fs import atomic_write_text, partial_directory, replace_directory
+from medattr._version import __version__
+from medattr.cohort.datalist import CohortEntry, load_cohort
+from medattr.cohort.distributed import (
+    barrier,
+    broadcast_object,
+    rank_and_world,
+)
+from medattr.cohort.records import (
     RECORD_NAME,
     hash_outputs,
     run_fingerprint,
     verify_study,
     write_summary,
 )
-from medattr._distributed import (
-    DistributedPathsExplainer,
-    barrier,
-    broadcast_object,
-    destroy_process_group,
-    init_process_group_from_env,
-    rank_and_world,
-)
-from medattr._version import __version__
 from medattr.errors import InputError
+from medattr.explain import ExplainConfig, Explainer, StudyResult
 from medattr.io import read_volume
-from medattr.io.atomic import atomic_write_text
-from medattr.pipeline import ExplainConfig, Explainer, StudyResult
 from medattr.volume import Volume
 
 __all__ = [
     "EXIT_ALL_OK",
     "EXIT_STUDIES_FAILED",
-    "READ_OPTION_KEYS",
     "SUMMARY_STEM",
-    "CohortEntry",
     "CohortRunner",
     "CohortSummary",
-    "DistributedPathsExplainer",
-    "StudyIdMode",
-    "destroy_process_group",
-    "init_process_group_from_env",
-    "load_cohort",
-    "rank_and_world",
     "run_cohort",
 ]
 
@@ -137,11 +125,12 @@ class CohortRunner:
         Progress bar with ETA on stderr: ``True``, ``False`` or ``None`` (when stderr is a
         terminal). Only rank 0 shows one.
     split
-        How ranks of an initialised ``torch.distributed`` group share the work: ``"studies"``
-        (each rank takes its own studies: every ``world_size``-th, or the ``indices`` given to
-        the call, e.g. from a ``DistributedSampler``) or ``"paths"`` (every rank runs every
-        study and the explainer, a :class:`DistributedPathsExplainer`, splits its path points;
-        rank 0 decides what to skip and writes). Ignored without a process group.
+        How ranks of an initialised ``torch.distributed`` group share the work, decided by the
+        explainer's ``config.distributed_paths``: ``"studies"`` (each rank takes its own
+        studies: every ``world_size``-th, or the ``indices`` given to the call, e.g. from a
+        ``DistributedSampler``) or ``"paths"`` (every rank runs every study and splits its path
+        points; rank 0 decides what to skip and writes). Ignored without a process group.
+        Given explicitly it must agree with the configuration.
     reader
         ``entry -> Volume``; default :func:`medattr.io.read_volume` with the entry's
         read options.
@@ -155,20 +144,26 @@ class CohortRunner:
         out_dir: str | os.PathLike[str],
         *,
         progress: bool | None = None,
-        split: str = "studies",
+        split: str | None = None,
         reader: Reader | None = None,
         writer: Writer | None = None,
     ) -> None:
+        configured = "paths" if explainer.config.distributed_paths else "studies"
+        split = configured if split is None else split
         if split not in ("studies", "paths"):
             raise InputError(f"split must be 'studies' or 'paths', got {split!r}")
-        if split == "paths" and not isinstance(explainer, DistributedPathsExplainer):
-            raise InputError("split='paths' needs a DistributedPathsExplainer")
+        if split != configured:
+            raise InputError(
+                f"split={split!r} disagrees with the explainer's distributed_paths="
+                f"{explainer.config.distributed_paths}; set ExplainConfig.distributed_paths"
+            )
         self.explainer = explainer
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.split = split
         self.reader = reader or _read_entry
         self.writer = writer or explainer.write
+        self._assets = explainer.assets()
 
     # ------------------------------------------------------------------ public
     def __call__(
@@ -220,13 +215,15 @@ class CohortRunner:
         return self._result(list(rows.values()), written=rank == 0)
 
     def fingerprint(self, entry: CohortEntry) -> str:
-        """Hash of the settings, weights and series choice that determine this study's outputs."""
-        model = self.explainer.model
+        """Hash of the settings, weights (the model's and every file the run's method,
+        baseline and writers declare) and series choice that determine this study's outputs."""
+        ex = self.explainer
         return run_fingerprint(
-            self.explainer.config.to_dict(),
-            model.sha256,
+            ex.config.to_dict(),
+            ex.model.sha256,
             entry.read_options,
-            paired_vae=model.spec.extra.get("paired_vae"),
+            assets=self._assets,
+            asset_settings=[n for n, s in ex.config.used_settings().items() if s.asset],
         )
 
     # ---------------------------------------------------------------- studies
@@ -266,9 +263,8 @@ class CohortRunner:
 
     def _write(self, e: CohortEntry, result: StudyResult, row: dict[str, Any], t0: float) -> None:
         """Outputs, manifest and record into a hidden directory, then renamed into place."""
-        tmp = Path(tempfile.mkdtemp(prefix=f".{e.study_id}.partial-", dir=self.out_dir))
+        tmp = partial_directory(self.out_dir, f".{e.study_id}.partial-")
         try:
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the study dir is not
             cohort = {"study_id": e.study_id, "fingerprint": row["fingerprint"]}
             manifest = self.writer(result, tmp, extra_manifest={"cohort": cohort})
             row.update(_numbers(result))
@@ -281,7 +277,7 @@ class CohortRunner:
                 "sha256": hash_outputs(tmp),
             }
             atomic_write_text(tmp / RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
-            _replace_dir(tmp, self.out_dir / e.study_id)
+            replace_directory(tmp, self.out_dir / e.study_id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -363,7 +359,7 @@ def run_cohort(
     """Load a cohort and explain it (see :func:`load_cohort` and :class:`CohortRunner`).
 
     ``split_paths=True`` (under ``torchrun``): every rank works on every study, splitting its
-    path points; otherwise ranks share the studies.
+    path points (``config.distributed_paths``); otherwise ranks share the studies.
     """
     entries = load_cohort(
         datalist,
@@ -372,10 +368,10 @@ def run_cohort(
         study_ids=study_ids,
         read_options=read_options,
     )
-    cls = DistributedPathsExplainer if split_paths else Explainer
-    explainer = cls(model, config or ExplainConfig())
-    split = "paths" if split_paths else "studies"
-    return CohortRunner(explainer, out_dir, progress=progress, split=split)(entries)
+    config = config or ExplainConfig()
+    if split_paths:
+        config = config.replace(distributed_paths=True)
+    return CohortRunner(Explainer(model, config), out_dir, progress=progress)(entries)
 
 
 # -------------------------------------------------------------------- helpers
@@ -437,22 +433,6 @@ def _relative(path: str, e: CohortEntry) -> str:
         if path.startswith(root.rstrip("/") + "/"):
             return "<input>/" + path[len(root.rstrip("/")) + 1 :]
     return Path(path).name
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _replace_dir(src: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(dest, old)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove_leftovers(out: Path) -> None:

@@ -1,11 +1,12 @@
-"""torch.distributed glue for cohort runs: process-group setup and path points split by rank.
+"""torch.distributed glue for cohort runs: process-group setup and helpers by rank.
 
-Private; :mod:`medattr.cohort` and :mod:`medattr.bundle` re-export what users need.
+Whether a study's path points are split across ranks is one setting,
+``ExplainConfig.distributed_paths``; :class:`DistributedPathsExplainer` is an
+:class:`~medattr.Explainer` with it set.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from medattr.errors import InputError
-from medattr.pipeline import ExplainConfig, Explainer
+from medattr.explain import ExplainConfig, Explainer
 
 __all__ = [
     "DistributedPathsExplainer",
@@ -98,7 +99,7 @@ def destroy_process_group() -> None:
 
 
 class DistributedPathsExplainer(Explainer):
-    """An :class:`~medattr.pipeline.Explainer` whose path points are shared by all ranks.
+    """An :class:`~medattr.Explainer` whose path points are shared by all ranks.
 
     For one volume too large (or too slow) for one device: under ``torchrun`` every rank runs
     the same study, evaluates every ``world_size``-th path point, and the gradient sums are
@@ -113,6 +114,8 @@ class DistributedPathsExplainer(Explainer):
     >>> # result = ex.explain(volume)          # same on every rank
     """
 
-    def __init__(self, model: Any, config: ExplainConfig | None = None, spec: Any = None) -> None:
-        config = dataclasses.replace(config or ExplainConfig(), distributed_paths=True)
-        super().__init__(model, config, spec)
+    def __init__(
+        self, model: Any, config: ExplainConfig | None = None, spec: Any = None, **kw: Any
+    ) -> None:
+        config = (config or ExplainConfig()).replace(distributed_paths=True)
+        super().__init__(model, config, spec, **kw)

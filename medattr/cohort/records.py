@@ -1,6 +1,6 @@
 """Per-study records of a cohort run: fingerprints, output hashes, verification, summaries.
 
-Private to :mod:`medattr.cohort`. A finished study directory holds the pipeline's
+A finished study directory holds the pipeline's
 ``manifest.json`` and a ``cohort_record.json`` listing the SHA-256 of every file in the
 directory and the fingerprint of the run that made them; a study counts as complete only when
 all of those still match.
@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medattr.io.atomic import atomic_write_text
-from medattr.models.loading import file_sha256
+from medattr._fs import atomic_write_text
+from medattr.models.loading import asset_sha256, file_sha256
 
 __all__ = [
     "CSV_COLUMNS",
     "RECORD_NAME",
     "VOLATILE_CONFIG_KEYS",
-    "asset_digest",
     "hash_outputs",
     "read_record",
     "run_fingerprint",
@@ -59,40 +58,26 @@ def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def asset_digest(name: str | None) -> str | None:
-    """SHA-256 of a model-like file named by path, bundle directory or ``builtin:NAME``."""
-    if not name:
-        return None
-    try:
-        if name.startswith("builtin:"):
-            from medattr.models import builtin_model_path
-
-            path = builtin_model_path(name.split(":", 1)[1])
-        else:
-            path = Path(name)
-            if path.is_dir():
-                path = path / "models" / "vae.ts"
-        return file_sha256(path) if path.is_file() else None
-    except Exception:  # an unresolvable name: the explainer reports it when it is used
-        return None
-
-
 def run_fingerprint(
     config: Mapping[str, Any],
     model_sha256: str,
     read_options: Mapping[str, Any],
     *,
-    paired_vae: str | None = None,
+    assets: Mapping[str, str] | None = None,
+    asset_settings: Iterable[str] = (),
 ) -> str:
-    """Hash of everything that determines a study's outputs (config, weights, series choice)."""
-    cfg = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
-    vae = cfg.pop("vae", None) or paired_vae  # identified by its weights, not its path
+    """Hash of everything that determines a study's outputs: the settings (device, batch size
+    and memory budget left out), the model's weights, the series choice, and the SHA-256 of
+    every file the run's entries declare (:meth:`~medattr.Explainer.assets`: the weights of a
+    generative baseline, a baseline volume …), whatever the entry is called. Settings that
+    name such files (``asset_settings``) are identified by the files' contents, not by path.
+    """
+    drop = set(VOLATILE_CONFIG_KEYS) | set(asset_settings)
+    cfg = {k: v for k, v in config.items() if k not in drop}
     payload = {
         "config": cfg,
         "model_sha256": model_sha256,
-        "vae": (asset_digest(vae) or vae)
-        if str(cfg.get("baseline", "")).startswith("vae")
-        else None,
+        "assets": {k: asset_sha256(v) or str(v) for k, v in sorted((assets or {}).items())},
         "read_options": dict(read_options),
     }
     return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()

@@ -1,7 +1,9 @@
 """Atomic output: write to a temporary name in the destination directory, then rename.
 
 A reader never sees a half-written file, and an interrupted run leaves only hidden
-``.*.tmp`` files (removed on the error path) instead of truncated outputs.
+``.*.tmp`` files (removed on the error path) instead of truncated outputs. Directories are
+staged the same way: built under a hidden name beside their destination, then renamed into
+place (:func:`staged_directory`, :func:`partial_directory`, :func:`replace_directory`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,18 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_directory"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "partial_directory",
+    "replace_directory",
+    "staged_directory",
+]
 
 
 def _umask() -> int:
@@ -64,21 +74,24 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str], Path]]:
+def staged_directory(
+    out_dir: str | os.PathLike[str], last: tuple[str, ...] = ("manifest.json",)
+) -> Iterator[Callable[[str], Path]]:
     """Stage several outputs, then move them into ``out_dir`` only if all were written.
 
     Yields ``stage(name) -> Path``, a path inside a hidden staging directory within
     ``out_dir``; the caller writes a file there, or creates a directory there (for outputs that
     are several files, such as a DICOM series). On success every staged entry is renamed into
     ``out_dir`` (each rename is atomic; a directory of the same name is replaced as a whole;
-    files named ``manifest.json`` go last so a manifest never describes missing files). On
+    the names in ``last`` (by default ``manifest.json``) go last, so an index never describes
+    missing files). On
     failure the staging directory is removed and ``out_dir`` is left as it was, removed too if
     this call created it.
     """
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".medattr-staging-", dir=out))
+    staging = partial_directory(out, ".medattr-staging-")
     names: list[str] = []
 
     def stage(name: str) -> Path:
@@ -89,12 +102,12 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
 
     try:
         yield stage
-        ordered = sorted(set(names), key=lambda n: n.endswith("manifest.json"))
+        ordered = sorted(set(names), key=lambda n: any(n.endswith(end) for end in last))
         for name in ordered:
             src = staging / name
             _relax_modes(src)
             if src.is_dir():
-                _replace_directory(src, out / name, staging)
+                replace_directory(src, out / name)
             elif src.exists():
                 os.replace(src, out / name)
     except BaseException:
@@ -105,11 +118,26 @@ def staged_directory(out_dir: str | os.PathLike[str]) -> Iterator[Callable[[str]
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _replace_directory(src: Path, dest: Path, scratch: Path) -> None:
-    """Move directory ``src`` to ``dest``, replacing an existing one (old copy removed after)."""
+def partial_directory(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """A new hidden directory in ``parent`` (``prefix`` + random), with ordinary permissions.
+
+    Build an output directory there, then :func:`replace_directory` it into place.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, _DIR_MODE)  # mkdtemp makes it private; outputs follow the umask
+    return path
+
+
+def replace_directory(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Move directory ``src`` onto ``dest`` (same file system), replacing an existing one.
+
+    The old copy is first renamed to a hidden ``.<name>.old-*`` beside it and removed after the
+    new one is in place, so ``dest`` is at every moment either the old or the new directory.
+    """
+    src, dest = Path(src), Path(dest)
     old = None
     if dest.exists():
-        old = scratch / f".old-{dest.name}"
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
         os.replace(dest, old)
     os.replace(src, dest)
     if old is not None:

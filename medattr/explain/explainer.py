@@ -1,0 +1,408 @@
+"""One study end to end: read, preprocess, baseline, attribute, map back (:class:`Explainer`).
+
+What the CLI, the MONAI bundle and the cohort runner call; it can also be embedded in an
+inference pipeline::
+
+    explainer = Explainer("builtin:phantom", ExplainConfig(method="ig", baseline="blur"))
+    result = explainer.explain(read_volume("study.nii.gz"))
+    manifest = explainer.write(result, "out/")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from medattr import baselines
+from medattr._baseline import Baseline, BaselineContext, BaselineSetup
+from medattr.attribution import Explanation, PathAttribution
+from medattr.errors import InputError, ModelError
+from medattr.explain.config import ExplainConfig
+from medattr.io import read_volume
+from medattr.models import LoadedModel, ModelSpec, load_model
+from medattr.preprocess import Preprocessed, Preprocessor
+from medattr.targets import (
+    ClassTarget,
+    SegmentationTarget,
+    Target,
+    bind_target,
+    class_probabilities,
+)
+from medattr.volume import Volume
+
+log = logging.getLogger("medattr")
+
+__all__ = ["MIN_USEFUL_AUC", "Explainer", "StudyResult"]
+
+MIN_USEFUL_AUC = 0.7
+"""Below this recorded test AUC a model's attributions explain little more than noise."""
+
+
+@dataclass
+class StudyResult:
+    """Everything computed for one study, before writing.
+
+    Attributes
+    ----------
+    volume
+        The study as read (source grid, source geometry).
+    pre
+        The study on the model grid.
+    explanation
+        The attribution method's result on the model grid.
+    attribution
+        ``(I, J, K)`` attribution on the source grid (total preserved).
+    baseline_source
+        ``(I, J, K)`` baseline on the source grid in model units (``None`` for methods that
+        average over references).
+    anatomy
+        ``(I, J, K)`` the input in model units on the source grid (what panels show).
+    config
+        The run's settings.
+    baseline_info
+        What the baseline reported (name, settings, class probabilities, warnings).
+    timings
+        Seconds per stage.
+    """
+
+    volume: Volume
+    pre: Preprocessed
+    explanation: Explanation
+    attribution: np.ndarray
+    baseline_source: np.ndarray | None
+    anatomy: np.ndarray
+    config: ExplainConfig
+    baseline_info: dict[str, Any]
+    timings: dict[str, float]
+
+
+class Explainer:
+    """Explain studies with one model and one configuration.
+
+    Parameters
+    ----------
+    model
+        A :class:`~medattr.models.LoadedModel`, anything :func:`~medattr.models.load_model`
+        accepts (TorchScript path, bundle directory, ``"builtin:phantom"``), or a
+        ``torch.nn.Module``.
+    config
+        The run settings (default :class:`ExplainConfig()`).
+    spec
+        Overrides the model's own :class:`ModelSpec` (an object or a JSON file).
+    baseline
+        A ready :class:`~medattr.baselines.Baseline` object, used instead of
+        ``config.baseline`` (bundle configs build one with ``_target_``).
+    method
+        A ready path method (a :class:`~medattr.attribution.PathAttribution` instance, or a
+        class built here for the model), used instead of ``config.method``.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | str | os.PathLike[str] | torch.nn.Module,
+        config: ExplainConfig | None = None,
+        spec: ModelSpec | str | os.PathLike[str] | None = None,
+        *,
+        baseline: Baseline | None = None,
+        method: PathAttribution | type[PathAttribution] | None = None,
+    ) -> None:
+        self.config = config or ExplainConfig()
+        if baseline is not None and not isinstance(baseline, Baseline):
+            raise InputError(f"baseline must be a Baseline object, got {type(baseline).__name__}")
+        if method is not None and not (
+            isinstance(method, PathAttribution)
+            or (isinstance(method, type) and issubclass(method, PathAttribution))
+        ):
+            raise InputError(f"method must be a path method, got {type(method).__name__}")
+        t0 = time.perf_counter()
+        self.model = _loaded(model, self.config.device, spec)
+        self.model_seconds = time.perf_counter() - t0
+        for p in self.model.module.parameters():
+            p.requires_grad_(False)
+        self.preprocessor = Preprocessor(self.model.spec)
+        self.device = torch.device(self.config.device)
+        self.model_warning = _model_quality_warning(self.model.spec)
+        if self.model_warning:
+            log.warning("%s", self.model_warning)
+        self._baseline: Baseline | None = baseline
+        self._given_baseline = baseline
+        self._method_arg = method
+        self._method: PathAttribution | None = (
+            method if isinstance(method, PathAttribution) else None
+        )
+
+    # ----------------------------------------------------------------- pieces
+    def target(self) -> Target:
+        c, spec = self.config, self.model.spec
+        t = c.target if c.target is not None else spec.default_target
+        if spec.task == "segmentation":
+            if not isinstance(t, int):
+                raise InputError("segmentation models need an integer label as target")
+            return SegmentationTarget(t, activation=c.target_activation)
+        if isinstance(t, int) and not 0 <= t < max(spec.num_classes, 1):
+            raise InputError(
+                f"target {t} is out of range for a model with {spec.num_classes} classes "
+                f"({', '.join(spec.class_names)})"
+            )
+        return ClassTarget(t, activation=c.target_activation)
+
+    def disease_class(self) -> int:
+        """The class guided counterfactuals move away from: the target, else class 1."""
+        t = self.config.target if self.config.target is not None else self.model.spec.default_target
+        return t if isinstance(t, int) else 1
+
+    def baseline_setup(self, volume: Volume | None = None) -> BaselineSetup:
+        """What building a registered baseline needs, for ``volume`` (or none)."""
+        return BaselineSetup(
+            model=self.model,
+            preprocessor=self.preprocessor,
+            device=self.device,
+            volume=volume,
+            disease_class=self.disease_class(),
+            seed=self.config.seed,
+            argument=baselines.parse_name(self.config.baseline)[1],
+        )
+
+    def make_baseline(self, volume: Volume | None = None) -> Baseline:
+        """The baseline for ``volume``: built once per explainer, or per study for baselines
+        that depend on it (``per_study``)."""
+        if self._baseline is not None:
+            return self._baseline
+        cls = baselines.get(self.config.baseline)
+        made = cls.from_settings(self.config.settings_for(cls), self.baseline_setup(volume))
+        if not getattr(cls, "per_study", False):
+            self._baseline = made
+        return made
+
+    def method(self) -> PathAttribution:
+        """The path method, built once for the model with the engine settings."""
+        if self._method is None:
+            c = self.config
+            engine: dict[str, Any] = {
+                "internal_batch_size": c.internal_batch_size,
+                "amp": c.amp,
+                "memory_budget": c.memory_budget,
+                "progress": c.progress,
+            }
+            if c.distributed_paths and _world_size() > 1:
+                engine["distributed"] = True
+            cls = self._method_arg if isinstance(self._method_arg, type) else c.method_class()
+            self._method = cls.from_settings(self.model.module, c.settings_for(cls), **engine)
+        return self._method
+
+    def assets(self) -> dict[str, str]:
+        """Files the outputs depend on besides the model (weights of generative baselines …),
+        ``{label: path}``, as the used entries declare them."""
+        out: dict[str, str] = {}
+        setup = self.baseline_setup()
+        for cls in self.config.entry_classes():
+            declared = getattr(cls, "assets", None)
+            if declared is None:
+                continue
+            if self._given_baseline is not None and isinstance(self._given_baseline, cls):
+                continue  # a ready object given by the caller: its own business
+            try:
+                out.update(declared(self.config.settings_for(cls), setup))
+            except InputError:
+                continue  # the entry reports it when it is used
+        return out
+
+    def check_formats(self, volume: Volume) -> None:
+        """DICOM outputs need a DICOM source (its study, series and frame of reference)."""
+        from medattr.io import get_writer
+
+        wanted = [f for f in self.config.formats if get_writer(f).needs_dicom]
+        if wanted and (volume.source is None or volume.source.format != "dicom"):
+            raise InputError(
+                f"output format(s) {', '.join(wanted)} need a DICOM input series; this input is "
+                f"{volume.source.format if volume.source else 'in memory'} (use nifti,png)",
+                volume.source.path if volume.source else None,
+            )
+
+    def check_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model once on the prepared input; a failure is the model's or the input's."""
+        try:
+            with torch.no_grad():
+                out = self.model.module(x)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"the model fails on the prepared input of shape {tuple(x.shape)}: {exc}",
+                self.model.path,
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(
+                f"the model returns {type(out).__name__}, not a tensor", self.model.path
+            )
+        spec = self.model.spec
+        if spec.task == "classification" and (out.dim() != 2 or out.shape[1] != spec.num_classes):
+            raise ModelError(
+                f"the model output has shape {tuple(out.shape)}, expected (1, {spec.num_classes}) "
+                f"for a classifier of {spec.num_classes} classes",
+                self.model.path,
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ModelError("the model output contains NaN or infinite values", self.model.path)
+        return out
+
+    def _baseline_check(self, b: torch.Tensor, target: Target) -> dict[str, Any]:
+        """Class probabilities at the baseline; flag one still assigned the target class."""
+        if self.model.spec.task != "classification":
+            return {}
+        with torch.no_grad():
+            out = self.model.module(b).float()
+        probs = class_probabilities(out)[0]
+        predicted = int(probs.argmax()) if out.shape[1] > 1 else int(probs[0] > 0.5)
+        t = getattr(target, "index", None)
+        info: dict[str, Any] = {
+            "class_probabilities": [float(v) for v in probs],
+            "predicted_class": predicted,
+        }
+        if isinstance(t, int):
+            info["still_target_class"] = predicted == t
+            if predicted == t:
+                names = self.model.spec.class_names
+                name = names[t] if t < len(names) else t
+                info["warning"] = (
+                    f"the baseline ({self.config.baseline}) is still classified as {name!r} "
+                    f"(p = {float(probs[t]):.2f}): it does not represent the absence of what is "
+                    "being explained"
+                )
+                log.warning("%s", info["warning"])
+        return info
+
+    # --------------------------------------------------------------------- run
+    def explain(self, volume: Volume) -> StudyResult:
+        """Compute the attribution of one study (nothing is written)."""
+        c = self.config
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        pre = self.preprocessor(volume)
+        x = pre.image.to(self.device)
+        valid = pre.valid.to(self.device)
+        timings["preprocess"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        method = self.method()
+        target = self.target()
+        baseline_info: dict[str, Any] = {}
+        b: torch.Tensor | None = None
+        study_baselines: Any
+        if method.baseline_kind == "single":
+            baseline = self.make_baseline(volume)
+            out_x = self.check_model(x)
+            _, bound = bind_target(target, out_x)
+            res = baseline.generate(
+                x,
+                BaselineContext(spacing=pre.spacing, forward_func=self.model.module, target=bound),
+            )
+            b = torch.where(valid, res.baselines, x)
+            baseline_info = {**baseline.describe(), **res.info, **self._baseline_check(b, target)}
+            study_baselines = b
+        else:
+            self.check_model(x)
+            study_baselines = baselines.reference_bank(
+                c.references, self.preprocessor, c.seed, self.device
+            )
+            baseline_info = {
+                "name": "references",
+                "n_references": int(study_baselines.shape[0]),
+                "sources": list(c.references),
+            }
+        timings["baseline"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        exp = method.explain_study(x, study_baselines, target, c.values())
+        timings["attribution"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        attr_model = exp.attributions[0].detach().cpu()
+        attr_source = self.preprocessor.attribution_to_source(attr_model, pre)[0]
+        baseline_source = None
+        if b is not None:
+            baseline_source = self.preprocessor.invert(b[0].cpu(), pre)[0]
+            baseline_info["distance_to_input"] = _distances(x, b, valid)
+        anatomy = self.preprocessor.intensity(volume.array[0]).numpy()
+        timings["invert"] = time.perf_counter() - t
+        baseline_info["f_baseline"] = float(exp.f_baseline[0])
+        return StudyResult(
+            volume, pre, exp, attr_source, baseline_source, anatomy, c, baseline_info, timings
+        )
+
+    def write(
+        self,
+        result: StudyResult,
+        out_dir: str | os.PathLike[str],
+        *,
+        extra_manifest: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write the outputs of one study into ``out_dir`` (atomically) and return the manifest."""
+        from medattr.explain.outputs import write_outputs
+
+        return write_outputs(self, result, out_dir, extra_manifest=extra_manifest)
+
+    def manifest(self, result: StudyResult, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The manifest of one study (see :mod:`medattr.explain.manifest`)."""
+        from medattr.explain.manifest import build_manifest
+
+        return build_manifest(self, result, outputs)
+
+    def run(
+        self,
+        input_path: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        **read_options: Any,
+    ) -> dict[str, Any]:
+        """Read, explain and write one study; returns the manifest."""
+        t = time.perf_counter()
+        volume = read_volume(input_path, **read_options)
+        self.check_formats(volume)
+        load = time.perf_counter() - t
+        result = self.explain(volume)
+        result.timings = {"read": load, **result.timings}
+        return self.write(result, out_dir)
+
+
+def _loaded(
+    model: LoadedModel | str | os.PathLike[str] | torch.nn.Module,
+    device: str,
+    spec: ModelSpec | str | os.PathLike[str] | None,
+) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, torch.nn.Module):
+        from medattr.models.loading import from_module
+
+        return from_module(model, device, spec)
+    return load_model(model, device, spec)
+
+
+def _model_quality_warning(spec: ModelSpec) -> str | None:
+    """A warning when the model's own recorded metrics say it barely beats chance."""
+    auc = (spec.extra or {}).get("metrics", {}).get("test_auc")
+    if isinstance(auc, int | float) and auc < MIN_USEFUL_AUC:
+        return (
+            f"this model's recorded test AUC is {auc:.2f} (chance is 0.50): its attributions "
+            "show how the pipeline works, not where a lesion is"
+        )
+    return None
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _distances(x: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    d = (x - b)[valid.expand_as(x)].double()
+    return {
+        "mean_abs": float(d.abs().mean()),
+        "rms": float(d.pow(2).mean().sqrt()),
+        "max_abs": float(d.abs().max()) if d.numel() else 0.0,
+    }
