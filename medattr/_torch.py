@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["frozen_parameters", "module_device"]
+__all__ = ["evaluating", "frozen_parameters", "module_device"]
 
 
 @contextlib.contextmanager
@@ -38,3 +38,26 @@ def module_device(module: Any, default: str | torch.device = "cpu") -> torch.dev
         for t in (*module.parameters(), *module.buffers()):
             return t.device
     return torch.device(default)
+
+
+@contextlib.contextmanager
+def evaluating(module: Any) -> Iterator[None]:
+    """Eval mode with frozen parameters for the block; every submodule's train/eval mode and
+    every parameter's ``requires_grad`` flag are restored afterwards (a caller's model is left
+    as it was given)."""
+    if not isinstance(module, torch.nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for m, _ in modes:
+        m.training = False
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -71,8 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "input",
         type=Path,
+        nargs="*",
         help="NIfTI file (.nii / .nii.gz), or a DICOM series: a directory (searched "
-        "recursively), a file of the series or a DICOMDIR",
+        "recursively), a file of the series or a DICOMDIR; for a multi-channel model one per "
+        "channel (T1.nii.gz FLAIR.nii.gz, or one DICOM series directory each; a 4D NIfTI holds "
+        "channels on its last axis)",
+    )
+    p.add_argument(
+        "--input",
+        dest="inputs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="another input (channel), as the positional arguments",
     )
     g = p.add_argument_group("DICOM input")
     g.add_argument(
@@ -188,13 +200,17 @@ def _summary(manifest: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from medattr.errors import InputError
     from medattr.explain import Explainer
 
+    inputs = [*args.input, *args.inputs]
+    if not inputs:
+        raise InputError("no input given: name a NIfTI file or a DICOM series")
     config = _config_from_args(args)
     _check_out_dir(args.out)
     explainer = Explainer(args.model, config, spec=args.model_spec)
     manifest = explainer.run(
-        args.input,
+        inputs if len(inputs) > 1 else inputs[0],
         args.out,
         series_uid=args.series_uid,
         series_description=args.series_description,

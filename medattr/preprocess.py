@@ -42,6 +42,9 @@ class Preprocessed:
         The MONAI MetaTensor carrying the applied operations, for inversion.
     source_affine, source_shape
         Geometry of the source grid.
+    replay
+        The spatial operations as applied to this study (data-dependent ones frozen), for
+        pipelines whose geometry depends on the data (see :class:`TransformPreprocessor`).
     """
 
     image: torch.Tensor
@@ -50,6 +53,7 @@ class Preprocessed:
     state: MetaTensor
     source_affine: np.ndarray
     source_shape: tuple[int, int, int]
+    replay: list[Any] | None = None
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -94,15 +98,19 @@ class Preprocessor:
         it = self.spec.intensity
         if it is None:
             return x
-        if it.mode == "zscore":
-            std = x.std()
-            return (x - x.mean()) / (std if std > 0 else 1.0)
+        if it.mode == "zscore":  # per channel for (C, I, J, K) arrays
+            dims = tuple(range(1, x.dim())) if x.dim() == 4 else tuple(range(x.dim()))
+            mean = x.mean(dim=dims, keepdim=True)
+            std = x.std(dim=dims, keepdim=True)
+            return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
         t = (x - it.a_min) / (it.a_max - it.a_min)
         if it.clip:
             t = t.clamp(0.0, 1.0)
         return it.b_min + t * (it.b_max - it.b_min)
 
-    def _spatial(self, data: torch.Tensor, affine: np.ndarray) -> MetaTensor:
+    def _spatial(
+        self, data: torch.Tensor, affine: np.ndarray, pre: Preprocessed | None = None
+    ) -> MetaTensor:
         mt = MetaTensor(data, affine=torch.as_tensor(affine, dtype=torch.float64))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
@@ -163,7 +171,7 @@ class Preprocessor:
         src = torch.zeros(
             (data.shape[0], *pre.source_shape), dtype=torch.float32, requires_grad=True
         )
-        mapped = self._spatial(src, pre.source_affine)
+        mapped = self._spatial(src, pre.source_affine, pre)
         if tuple(mapped.shape) != tuple(data.shape):
             raise ValueError(
                 f"attribution shape {tuple(data.shape)} does not match the model grid "

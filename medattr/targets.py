@@ -35,6 +35,7 @@ __all__ = [
     "BoundTarget",
     "CallableTarget",
     "ClassTarget",
+    "RegionTarget",
     "SegmentationTarget",
     "Target",
     "TargetLike",
@@ -282,20 +283,38 @@ class SegmentationTarget(Target):
             )
         maskf = mask.float()
         counts = maskf.flatten(1).sum(1).clamp_min(1.0)
-        channel = self.label if channels > 1 else 0
-        activation = self.activation
-        reduction = self.reduction
         self.region_voxels = counts.tolist()
+        channel = self.label if channels > 1 else 0
+        weights = (
+            maskf / counts.view(-1, *([1] * (maskf.dim() - 1)))
+            if self.reduction == "mean"
+            else maskf
+        )
+        return RegionTarget(channel, weights, self.activation)
 
-        def bound(output: Tensor, sample: Tensor) -> Tensor:
-            act = _activate(output, activation)[:, channel]
-            m = maskf.to(output.device)[sample.to(output.device)]
-            values = (act * m).flatten(1).sum(1)
-            if reduction == "mean":
-                values = values / counts.to(output.device)[sample.to(output.device)]
-            return values
 
-        return bound
+class RegionTarget:
+    """A bound segmentation target: ``sum_v weights[i, v] * act(output)[:, channel, v]``.
+
+    On logits it is linear in the output; :meth:`linear` then gives the channel and the
+    per-voxel weights, so that sliding-window models compute its gradient window by window.
+    """
+
+    def __init__(self, channel: int, weights: Tensor, activation: Activation) -> None:
+        self.channel = int(channel)
+        self.weights = weights
+        self.activation = activation
+
+    def __call__(self, output: Tensor, sample: Tensor) -> Tensor:
+        act = _activate(output, self.activation)[:, self.channel]
+        w = self.weights.to(output.device)[sample.to(output.device)]
+        return (act * w).flatten(1).sum(1)
+
+    def linear(self, sample: Tensor) -> tuple[int, Tensor] | None:
+        """``(channel, weights of the inputs in sample)``, or ``None`` if not linear."""
+        if self.activation is not Activation.LOGIT:
+            return None
+        return self.channel, self.weights[sample.to(self.weights.device)]
 
 
 class CallableTarget(Target):

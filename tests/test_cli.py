@@ -230,7 +230,7 @@ def test_bad_inputs_exit_2_and_write_nothing(
     cases["garbage"] = tmp_path / "garbage.nii.gz"
     expected = {
         "missing": "file not found",
-        "4d": "expected a 3D volume",
+        "4d": "the model expects 1 channel(s), the volume has 3",
         "nan": "NaN",
         "garbage": "not a readable NIfTI",
     }

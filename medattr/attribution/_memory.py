@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
+import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
-__all__ = ["available_bytes", "is_out_of_memory", "parse_bytes", "saved_activation_bytes"]
+__all__ = [
+    "available_bytes",
+    "balanced_chunk",
+    "footprints",
+    "is_out_of_memory",
+    "parse_bytes",
+    "saved_activation_bytes",
+]
 
 _UNITS = {
     "": 1,
@@ -117,3 +127,29 @@ def saved_activation_bytes(batch: int) -> Iterator[list[int]]:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield total
+
+
+_FOOTPRINT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def footprints(forward_func: Any) -> dict[tuple[Any, ...], int]:
+    """Measured bytes per path point of ``forward_func``, by input shape, dtype, device, amp.
+
+    Later calls with the same model and input geometry plan their chunks at once instead of
+    measuring again. Models that cannot be weakly referenced get a fresh (empty) table.
+    """
+    try:
+        return _FOOTPRINT_CACHE.setdefault(forward_func, {})
+    except TypeError:
+        return {}
+
+
+def balanced_chunk(size: int, remaining: int) -> int:
+    """The chunk size that covers ``remaining`` points in as many chunks as ``size`` needs,
+    with chunks as equal as possible (no 1-point tail at the worst cost per point)."""
+    if remaining <= 0:
+        return max(size, 1)
+    chunks = math.ceil(remaining / max(size, 1))
+    return math.ceil(remaining / chunks)

@@ -21,7 +21,6 @@ import contextlib
 import math
 import sys
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,8 @@ from torch import Tensor
 from medattr._torch import frozen_parameters
 from medattr.attribution._memory import (
     available_bytes,
+    balanced_chunk,
+    footprints,
     is_out_of_memory,
     parse_bytes,
     saved_activation_bytes,
@@ -286,7 +287,7 @@ class PathEngine:
         size = min(fixed or min(2, cap), max(m_total, 1))
         planned = fixed is not None
         key = (tuple(inputs.shape[1:]), str(inputs.dtype), str(device), str(self.amp))
-        known = None if planned else _footprints(self.forward_func).get(key)
+        known = None if planned else footprints(self.forward_func).get(key)
         if known is not None:
             result.bytes_per_point = known
             size = self._plan(known, device, cap)
@@ -301,7 +302,7 @@ class PathEngine:
                 rest = m_total - pos
                 # planned chunks: re-balance every step (16 points at <= 3: 3 3 3 3 2 2, no
                 # 1-point tail); a fixed internal_batch_size is kept as given, like Captum
-                n = _balanced(size, rest) if planned and fixed is None else min(size, rest)
+                n = balanced_chunk(size, rest) if planned and fixed is None else min(size, rest)
                 sl = slice(pos, pos + n)
                 try:
                     grads, vals, nbytes = self._chunk(
@@ -351,7 +352,7 @@ class PathEngine:
                     planned = True
                     if nbytes is not None and nbytes > 0:
                         result.bytes_per_point = math.ceil(nbytes / n)
-                        _footprints(self.forward_func)[key] = result.bytes_per_point
+                        footprints(self.forward_func)[key] = result.bytes_per_point
                         size = self._plan(result.bytes_per_point, device, cap)
                     else:
                         size = cap
@@ -439,7 +440,19 @@ class PathEngine:
         b = b_all.index_select(0, ref)
         points = b.add_(a * (x_all.index_select(0, idx) - b)).requires_grad_(True)
         chunk_args = select_args(args, idx, batch)
-        nbytes: int | None = None
+        windowed = _windowed_region(self.forward_func, bound, idx, chunk_args)
+        if windowed is not None:  # a linear target of a sliding-window model: window by window
+            with self._autocast(device):
+                vals, grads = self.forward_func.value_and_grad(  # type: ignore[attr-defined]
+                    points.detach(), windowed[0], windowed[1], scale
+                )
+            if not bool(torch.isfinite(grads).all()):
+                raise _NonFinite()
+            # the windows' activations are one window batch whatever the chunk: per point, the
+            # point, its padded copy, its gradient and the accumulators
+            nbytes = 6 * points[0].numel() * points.element_size() * n if measure else None
+            return grads.float(), vals.detach().double().cpu(), nbytes
+        nbytes = None
         if measure and device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -470,34 +483,19 @@ class PathEngine:
         return grads.float(), vals.detach().double().cpu(), nbytes
 
 
+def _windowed_region(
+    forward_func: Any, bound: Any, sample: Tensor, args: tuple[Any, ...]
+) -> tuple[int, Tensor] | None:
+    """``(channel, weights)`` when the model computes window-wise gradients and the target is
+    linear in its output (see :class:`medattr.models.inferers.SlidingWindowModel`)."""
+    if args or not hasattr(forward_func, "value_and_grad"):
+        return None
+    linear = getattr(bound, "linear", None)
+    return linear(sample) if callable(linear) else None
+
+
 class _NonFinite(Exception):
     pass
-
-
-_FOOTPRINT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _footprints(forward_func: Any) -> dict[tuple[Any, ...], int]:
-    """Measured bytes per path point of ``forward_func``, by input shape, dtype, device, amp.
-
-    Later calls with the same model and input geometry plan their chunks at once instead of
-    measuring again. Models that cannot be weakly referenced get a fresh (empty) table.
-    """
-    try:
-        return _FOOTPRINT_CACHE.setdefault(forward_func, {})
-    except TypeError:
-        return {}
-
-
-def _balanced(size: int, remaining: int) -> int:
-    """The chunk size that covers ``remaining`` points in as many chunks as ``size`` needs,
-    with chunks as equal as possible (no 1-point tail at the worst cost per point)."""
-    if remaining <= 0:
-        return max(size, 1)
-    chunks = math.ceil(remaining / max(size, 1))
-    return math.ceil(remaining / chunks)
 
 
 def _empty_cache(device: torch.device) -> None:

@@ -340,11 +340,19 @@ class SmoothGrad(PathAttribution):
 
 def owned(bound: Any, owners: Tensor) -> Any:
     """Map the engine's virtual-sample indices (noisy copies) to the owning input."""
+    return _Owned(bound, owners)
 
-    def fn(output: Tensor, sample: Tensor) -> Tensor:
-        return bound(output, owners.to(sample.device)[sample])
 
-    return fn
+class _Owned:
+    def __init__(self, bound: Any, owners: Tensor) -> None:
+        self.bound, self.owners = bound, owners
+
+    def __call__(self, output: Tensor, sample: Tensor) -> Tensor:
+        return self.bound(output, self.owners.to(sample.device)[sample])
+
+    def linear(self, sample: Tensor) -> Any:
+        inner = getattr(self.bound, "linear", None)
+        return inner(self.owners.to(sample.device)[sample]) if callable(inner) else None
 
 
 def owner_args(args: tuple[Any, ...], owners: Tensor, batch: int) -> tuple[Any, ...]:

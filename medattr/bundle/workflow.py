@@ -41,7 +41,7 @@ from medattr.cohort import (
 )
 from medattr.errors import InputError, ModelError
 from medattr.explain import ExplainConfig, Explainer, StudyResult, all_settings
-from medattr.io import read_volume
+from medattr.io import read_study
 from medattr.models import LoadedModel, load_model
 from medattr.models.loading import asset_sha256
 from medattr.registry import parse_flag as flag
@@ -146,7 +146,7 @@ class LoadVolumed(MapTransform):
         options = {**self.defaults, **dict(d.get("read_options") or {})}
         for key in self.key_iterator(d):
             if not isinstance(d[key], Volume):
-                d[key] = read_volume(d[key], **options)
+                d[key] = read_study(d[key], **options)
         return d
 
 

@@ -61,7 +61,7 @@ from medattr.cohort.records import (
 )
 from medattr.errors import InputError
 from medattr.explain import ExplainConfig, Explainer, StudyResult
-from medattr.io import read_volume
+from medattr.io import read_study
 from medattr.volume import Volume
 
 __all__ = [
@@ -376,7 +376,7 @@ def run_cohort(
 
 # -------------------------------------------------------------------- helpers
 def _read_entry(e: CohortEntry) -> Volume:
-    return read_volume(e.image, **e.read_options)
+    return read_study(e.image, **e.read_options)
 
 
 def _pending(e: CohortEntry) -> dict[str, Any]:

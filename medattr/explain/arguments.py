@@ -43,6 +43,11 @@ _GROUPS = {
     "progress": "compute",
     "distributed_paths": "compute",
     "formats": "output",
+    "output": "model",
+    "sliding_window": "model",
+    "sw_batch_size": "model",
+    "sw_overlap": "model",
+    "sw_mode": "model",
 }
 _CLI_DEFAULTS = {"device": "auto", "progress": True}
 """Where the command line's default differs from the API's (a terminal user wants a bar and

@@ -120,6 +120,39 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         type=_formats,
         flag="--format",
     ),
+    Setting(
+        "output",
+        None,
+        "for a model that returns a tuple or a dict: the index or key of the output to explain",
+        optional=True,
+        metavar="KEY|INDEX",
+    ),
+    Setting(
+        "sliding_window",
+        None,
+        "apply the network by sliding windows of this size in voxels (one number or three), "
+        "as MONAI's SlidingWindowInferer; default: the model's own inferer (a bundle's), else "
+        "the whole volume at once",
+        type=int,
+        nargs="+",
+        optional=True,
+        metavar="ROI",
+    ),
+    Setting("sw_batch_size", 4, "sliding window: windows per batch", type=int, minimum=1),
+    Setting(
+        "sw_overlap",
+        0.25,
+        "sliding window: overlap of neighbouring windows",
+        type=float,
+        minimum=0.0,
+        maximum=0.95,
+    ),
+    Setting(
+        "sw_mode",
+        "constant",
+        "sliding window: blending of overlapping windows",
+        choices=("constant", "gaussian"),
+    ),
 )
 """The settings every run has (method, baseline, target, engine, outputs)."""
 
@@ -169,6 +202,11 @@ class ExplainConfig:
     progress: bool | None
     distributed_paths: bool
     formats: tuple[str, ...]
+    output: str | None
+    sliding_window: list[int] | None
+    sw_batch_size: int
+    sw_overlap: float
+    sw_mode: str
 
     def __init__(self, **values: Any) -> None:
         object.__setattr__(self, "_values", {})

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,12 +22,17 @@ import torch
 
 from medattr import baselines
 from medattr._baseline import Baseline, BaselineContext, BaselineSetup
+from medattr._torch import evaluating, module_device
 from medattr.attribution import Explanation, PathAttribution
 from medattr.errors import InputError, ModelError
 from medattr.explain.config import ExplainConfig
-from medattr.io import read_volume
+from medattr.io import ChannelSource, read_study
+from medattr.io.channels import channel_attributions
 from medattr.models import LoadedModel, ModelSpec, load_model
+from medattr.models.contract import OutputContract, SelectOutput
+from medattr.models.inferers import SlidingWindowModel, check_inferer
 from medattr.preprocess import Preprocessed, Preprocessor
+from medattr.preprocess_transforms import TransformPreprocessor
 from medattr.targets import (
     ClassTarget,
     SegmentationTarget,
@@ -62,7 +68,12 @@ class StudyResult:
         ``(I, J, K)`` baseline on the source grid in model units (``None`` for methods that
         average over references).
     anatomy
-        ``(I, J, K)`` the input in model units on the source grid (what panels show).
+        ``(I, J, K)`` the input in model units on the source grid (what panels show; the
+        first channel of a multi-channel study).
+    channels
+        For a multi-channel study: each channel's attribution on its own source grid (its
+        :class:`~medattr.io.ChannelSource` and array); ``attribution`` is their sum on the
+        study grid. Empty for one channel.
     config
         The run's settings.
     baseline_info
@@ -80,6 +91,7 @@ class StudyResult:
     config: ExplainConfig
     baseline_info: dict[str, Any]
     timings: dict[str, float]
+    channels: list[tuple[ChannelSource, np.ndarray]] = field(default_factory=list)
 
 
 class Explainer:
@@ -121,12 +133,19 @@ class Explainer:
         ):
             raise InputError(f"method must be a path method, got {type(method).__name__}")
         t0 = time.perf_counter()
-        self.model = _loaded(model, self.config.device, spec)
+        device = self.config.device
+        if isinstance(model, torch.nn.Module) and "device" not in self.config.given:
+            device = str(module_device(model))  # a module in memory stays where it is
+        self.model = _loaded(model, device, spec)
         self.model_seconds = time.perf_counter() - t0
-        for p in self.model.module.parameters():
-            p.requires_grad_(False)
-        self.preprocessor = Preprocessor(self.model.spec)
-        self.device = torch.device(self.config.device)
+        self.network = _network(self.model, self.config)
+        self.preprocessor = (
+            TransformPreprocessor(self.model.spec, self.model.preprocessing, self.model.image_key)
+            if self.model.preprocessing is not None
+            else Preprocessor(self.model.spec)
+        )
+        self.device = torch.device(device)
+        self.contract: OutputContract | None = None
         self.model_warning = _model_quality_warning(self.model.spec)
         if self.model_warning:
             log.warning("%s", self.model_warning)
@@ -139,16 +158,40 @@ class Explainer:
 
     # ----------------------------------------------------------------- pieces
     def target(self) -> Target:
+        """What is explained, from the configuration and the model's output contract (known
+        once :meth:`check_model` has seen an output)."""
         c, spec = self.config, self.model.spec
         t = c.target if c.target is not None else spec.default_target
-        if spec.task == "segmentation":
+        contract = self.contract
+        kind = contract.kind if contract is not None else None
+        if kind == "segmentation" or (kind is None and spec.task == "segmentation"):
             if not isinstance(t, int):
-                raise InputError("segmentation models need an integer label as target")
+                labels = list(contract.class_names) if contract is not None else []
+                listing = ", ".join(f"{i}: {n}" for i, n in enumerate(labels))
+                raise InputError(
+                    "a segmentation model needs the label to explain: --target LABEL"
+                    + (f" (output channels {listing})" if listing else "")
+                )
             return SegmentationTarget(t, activation=c.target_activation)
-        if isinstance(t, int) and not 0 <= t < max(spec.num_classes, 1):
+        names = list(contract.class_names) if contract is not None else spec.class_names or []
+        if kind == "binary":
+            if c.target_activation == "softmax":
+                raise InputError(
+                    "activation 'softmax' over a single logit is the constant 1 (its gradient "
+                    "is zero everywhere); use --activation sigmoid for the probability, or logit"
+                )
+            if t == 1 and spec.class_names is not None and len(spec.class_names) == 2:
+                t = 0  # the positive class of (negative, positive) names is the one logit
+            if isinstance(t, int) and t != 0:
+                raise InputError(
+                    f"target {t} is out of range: this model has one output (the logit of "
+                    f"{names[0]!r}); use --target 0, or leave it out"
+                )
+            return ClassTarget(0 if t == "predicted" else t, activation=c.target_activation)
+        if isinstance(t, int) and names and not 0 <= t < len(names):
             raise InputError(
-                f"target {t} is out of range for a model with {spec.num_classes} classes "
-                f"({', '.join(spec.class_names)})"
+                f"target {t} is out of range for a model with {len(names)} classes "
+                f"({', '.join(names)})"
             )
         return ClassTarget(t, activation=c.target_activation)
 
@@ -193,7 +236,7 @@ class Explainer:
             if c.distributed_paths and _world_size() > 1:
                 engine["distributed"] = True
             cls = self._method_arg if isinstance(self._method_arg, type) else c.method_class()
-            self._method = cls.from_settings(self.model.module, c.settings_for(cls), **engine)
+            self._method = cls.from_settings(self.network, c.settings_for(cls), **engine)
         return self._method
 
     def assets(self) -> dict[str, str]:
@@ -226,48 +269,43 @@ class Explainer:
             )
 
     def check_model(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model once on the prepared input; a failure is the model's or the input's."""
+        """Run the model once on the prepared input and learn its output contract; a failure
+        is the model's or the input's."""
         try:
             with torch.no_grad():
-                out = self.model.module(x)
-        except RuntimeError as exc:
+                out = self.network(x)
+        except ModelError:
+            raise
+        except (RuntimeError, torch.jit.Error) as exc:
             raise ModelError(
                 f"the model fails on the prepared input of shape {tuple(x.shape)}: {exc}",
                 self.model.path,
             ) from exc
-        if not isinstance(out, torch.Tensor):
-            raise ModelError(
-                f"the model returns {type(out).__name__}, not a tensor", self.model.path
-            )
-        spec = self.model.spec
-        if spec.task == "classification" and (out.dim() != 2 or out.shape[1] != spec.num_classes):
-            raise ModelError(
-                f"the model output has shape {tuple(out.shape)}, expected (1, {spec.num_classes}) "
-                f"for a classifier of {spec.num_classes} classes",
-                self.model.path,
-            )
+        self.contract = OutputContract.infer(out, self.model.spec, self.model.path)
         if not bool(torch.isfinite(out).all()):
             raise ModelError("the model output contains NaN or infinite values", self.model.path)
         return out
 
     def _baseline_check(self, b: torch.Tensor, target: Target) -> dict[str, Any]:
-        """Class probabilities at the baseline; flag one still assigned the target class."""
-        if self.model.spec.task != "classification":
+        """Class probabilities at the baseline; flag one still assigned the explained class."""
+        if self.contract is None or self.contract.kind == "segmentation":
             return {}
         with torch.no_grad():
-            out = self.model.module(b).float()
+            out = self.network(b).float()
         probs = class_probabilities(out)[0]
-        predicted = int(probs.argmax()) if out.shape[1] > 1 else int(probs[0] > 0.5)
+        binary = self.contract.kind == "binary"
+        predicted = int(probs.argmax()) if not binary else int(probs[0] > 0.5)
         t = getattr(target, "index", None)
         info: dict[str, Any] = {
             "class_probabilities": [float(v) for v in probs],
             "predicted_class": predicted,
         }
         if isinstance(t, int):
-            info["still_target_class"] = predicted == t
-            if predicted == t:
-                names = self.model.spec.class_names
-                name = names[t] if t < len(names) else t
+            # a single logit explains the positive class: "still positive" is p > 0.5
+            still = predicted == 1 if binary else predicted == t
+            info["still_target_class"] = still
+            if still:
+                name = self.contract.class_names[t]
                 info["warning"] = (
                     f"the baseline ({self.config.baseline}) is still classified as {name!r} "
                     f"(p = {float(probs[t]):.2f}): it does not represent the absence of what is "
@@ -278,7 +316,15 @@ class Explainer:
 
     # --------------------------------------------------------------------- run
     def explain(self, volume: Volume) -> StudyResult:
-        """Compute the attribution of one study (nothing is written)."""
+        """Compute the attribution of one study (nothing is written).
+
+        The model runs in eval mode with its parameters frozen for the call; a module given by
+        the caller gets its train/eval mode and ``requires_grad`` flags back afterwards.
+        """
+        with evaluating(self.model.module):
+            return self._explain(volume)
+
+    def _explain(self, volume: Volume) -> StudyResult:
         c = self.config
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -289,23 +335,22 @@ class Explainer:
 
         t = time.perf_counter()
         method = self.method()
+        out_x = self.check_model(x)
         target = self.target()
         baseline_info: dict[str, Any] = {}
         b: torch.Tensor | None = None
         study_baselines: Any
         if method.baseline_kind == "single":
             baseline = self.make_baseline(volume)
-            out_x = self.check_model(x)
             _, bound = bind_target(target, out_x)
             res = baseline.generate(
                 x,
-                BaselineContext(spacing=pre.spacing, forward_func=self.model.module, target=bound),
+                BaselineContext(spacing=pre.spacing, forward_func=self.network, target=bound),
             )
             b = torch.where(valid, res.baselines, x)
             baseline_info = {**baseline.describe(), **res.info, **self._baseline_check(b, target)}
             study_baselines = b
         else:
-            self.check_model(x)
             study_baselines = baselines.reference_bank(
                 c.references, self.preprocessor, c.seed, self.device
             )
@@ -322,7 +367,9 @@ class Explainer:
 
         t = time.perf_counter()
         attr_model = exp.attributions[0].detach().cpu()
-        attr_source = self.preprocessor.attribution_to_source(attr_model, pre)[0]
+        per_channel = self.preprocessor.attribution_to_source(attr_model, pre)
+        attr_source = per_channel.sum(0)
+        channels = channel_attributions(volume, per_channel)
         baseline_source = None
         if b is not None:
             baseline_source = self.preprocessor.invert(b[0].cpu(), pre)[0]
@@ -331,7 +378,16 @@ class Explainer:
         timings["invert"] = time.perf_counter() - t
         baseline_info["f_baseline"] = float(exp.f_baseline[0])
         return StudyResult(
-            volume, pre, exp, attr_source, baseline_source, anatomy, c, baseline_info, timings
+            volume,
+            pre,
+            exp,
+            attr_source,
+            baseline_source,
+            anatomy,
+            c,
+            baseline_info,
+            timings,
+            channels,
         )
 
     def write(
@@ -354,13 +410,17 @@ class Explainer:
 
     def run(
         self,
-        input_path: str | os.PathLike[str],
+        input_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         out_dir: str | os.PathLike[str],
         **read_options: Any,
     ) -> dict[str, Any]:
-        """Read, explain and write one study; returns the manifest."""
+        """Read, explain and write one study; returns the manifest.
+
+        ``input_path`` is a NIfTI file or a DICOM series, or one such path per channel of a
+        multi-channel study (see :func:`medattr.io.read_study`).
+        """
         t = time.perf_counter()
-        volume = read_volume(input_path, **read_options)
+        volume = read_study(input_path, **read_options)
         self.check_formats(volume)
         load = time.perf_counter() - t
         result = self.explain(volume)
@@ -380,6 +440,30 @@ def _loaded(
 
         return from_module(model, device, spec)
     return load_model(model, device, spec)
+
+
+def _network(model: LoadedModel, config: ExplainConfig) -> torch.nn.Module:
+    """The callable explained: the model, one of its outputs (``output``), applied whole or by
+    sliding windows (the configuration's, else the model's own inferer)."""
+    net: torch.nn.Module = model.module
+    key = config.output if config.output is not None else model.spec.output
+    if key is not None:
+        net = SelectOutput(net, key)
+    inferer = model.spec.inferer
+    if config.sliding_window:
+        roi = list(config.sliding_window)
+        inferer = check_inferer(
+            {
+                "roi_size": roi * 3 if len(roi) == 1 else roi,
+                "sw_batch_size": config.sw_batch_size,
+                "overlap": config.sw_overlap,
+                "mode": config.sw_mode,
+            }
+        )
+    if inferer is not None:
+        settings = {k: v for k, v in inferer.items() if k != "type"}
+        net = SlidingWindowModel(net, **settings)
+    return net
 
 
 def _model_quality_warning(spec: ModelSpec) -> str | None:

@@ -48,6 +48,11 @@ def build_manifest(
         },
         "model": {
             **explainer.model.describe(),
+            "contract": _contract(explainer),
+            "inferer": _inferer(explainer),
+            "preprocessing": "model's own transforms"
+            if explainer.model.preprocessing is not None
+            else "spec",
             "grid_shape": list(result.pre.image.shape[2:]),
             "grid_spacing_mm": [round(v, 6) for v in result.pre.spacing],
         },
@@ -78,6 +83,18 @@ def build_manifest(
         "outputs": outputs,
         "warnings": warnings,
     }
+
+
+def _contract(explainer: Explainer) -> dict[str, Any] | None:
+    c = explainer.contract
+    if c is None:
+        return None
+    return {"kind": c.kind, "channels": c.channels, "class_names": list(c.class_names)}
+
+
+def _inferer(explainer: Explainer) -> dict[str, Any]:
+    describe = getattr(explainer.network, "describe", None)
+    return describe() if callable(describe) else {"type": "whole volume"}
 
 
 def assets_record(assets: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from medattr._fs import atomic_path, atomic_write_bytes, atomic_write_text, staged_directory
 from medattr.errors import InputError, VolumeError
+from medattr.io.channels import ChannelSource, read_channels, read_study
 from medattr.io.dicom import (
     DicomReference,
     DicomSeriesSummary,
@@ -35,6 +36,7 @@ from medattr.volume import Volume
 __all__ = [
     "AlgorithmInfo",
     "AttributionSign",
+    "ChannelSource",
     "DicomReference",
     "DicomSeriesSummary",
     "DicomSlice",
@@ -46,8 +48,10 @@ __all__ = [
     "is_nifti_path",
     "list_dicom_series",
     "nifti_stem",
+    "read_channels",
     "read_dicom_series",
     "read_nifti",
+    "read_study",
     "read_volume",
     "register_writer",
     "staged_directory",

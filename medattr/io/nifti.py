@@ -31,10 +31,12 @@ def nifti_stem(path: str | os.PathLike[str]) -> str:
 
 
 def read_nifti(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -> Volume:
-    """Read a 3D NIfTI file (``.nii`` or ``.nii.gz``) into a :class:`~medattr.Volume`.
+    """Read a NIfTI file (``.nii`` or ``.nii.gz``) into a :class:`~medattr.Volume`.
 
-    A 4D file whose fourth axis has length 1 is accepted as 3D. Scale slope and intercept are
-    applied. The affine is nibabel's best affine (sform if set, else qform), RAS+ in mm.
+    A 3D file is one channel; a 4D file's last axis (or the fifth axis of a 5D file whose
+    fourth has length 1, NIfTI's vector layout) holds the channels (T1, FLAIR, ...). Scale
+    slope and intercept are applied. The affine is nibabel's best affine (sform if set, else
+    qform), RAS+ in mm.
 
     Raises
     ------
@@ -58,19 +60,22 @@ def read_nifti(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -
         raise VolumeError(f"not a readable NIfTI file ({type(exc).__name__}: {exc})", p) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise VolumeError(f"not a NIfTI image (got {type(img).__name__})", p)
-    shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
+    shape = tuple(int(v) for v in img.shape)
+    if len(shape) == 5 and shape[3] == 1:
+        shape = (*shape[:3], shape[4])
+    if len(shape) == 3:
+        shape = (*shape, 1)
+    if len(shape) != 4:
         raise VolumeError(
-            f"expected a 3D volume, but the image is {len(img.shape)}D with shape "
-            f"{tuple(img.shape)}",
+            f"expected a 3D volume (or 4D with channels last), but the image is "
+            f"{len(img.shape)}D with shape {tuple(img.shape)}",
             p,
         )
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as exc:
         raise VolumeError(f"voxel data cannot be read ({type(exc).__name__}: {exc})", p) from exc
+    data = np.moveaxis(data, 3, 0)
     if not allow_nonfinite:
         bad = ~np.isfinite(data)
         if bad.any():
@@ -79,7 +84,7 @@ def read_nifti(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -
             )
     affine = np.asarray(img.affine, dtype=np.float64)
     source = VolumeSource(path=str(p), format="nifti", name=nifti_stem(p), header=img.header.copy())
-    return Volume(data[None], affine, source=source)
+    return Volume(np.ascontiguousarray(data), affine, source=source)
 
 
 def write_nifti(

@@ -3,6 +3,7 @@ package initialises)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,33 @@ from medattr.registry import Registry
 
 __all__ = ["LOADERS", "Loaded", "ModelLoader", "register_loader"]
 
-Loaded = tuple[torch.nn.Module, dict[str, Any], Path]
-"""What a loader returns: the network on its device, the metadata that came with it (``{}``
-if none), and the file whose SHA-256 identifies the weights."""
+
+@dataclass
+class Loaded:
+    """What a loader returns.
+
+    Attributes
+    ----------
+    module
+        The network on its device.
+    metadata
+        The metadata that came with it (``{}`` if none); a ``"medattr"`` entry is its spec.
+    weights
+        The file whose SHA-256 identifies the weights.
+    preprocessing
+        The model's own preprocessing (a MONAI bundle's ``preprocessing`` transforms, keyed by
+        ``image_key``), to apply instead of the spec's, or ``None``.
+    inferer
+        The model's own inferer (a MONAI bundle's ``inferer`` object), or ``None``.
+    """
+
+    module: torch.nn.Module
+    metadata: dict[str, Any]
+    weights: Path
+    preprocessing: list[Any] | None = None
+    image_key: str = "image"
+    inferer: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelLoader:
@@ -33,11 +58,10 @@ class ModelLoader:
     def accepts(cls, path: Path) -> bool:
         raise NotImplementedError
 
-    def load(
-        self, path: Path, device: torch.device
-    ) -> tuple[torch.nn.Module, dict[str, Any], Path]:
-        """``(module, metadata, weights_path)``: the network on ``device``, the metadata that
-        came with it (``{}`` if none), and the file whose SHA-256 identifies the weights."""
+    def load(self, path: Path, device: torch.device, spec: Any = None) -> Loaded:
+        """The network on ``device``, its metadata and its weights file (see :class:`Loaded`);
+        ``spec`` is the :class:`~medattr.models.ModelSpec` given by the user, if any (a
+        state-dict checkpoint takes its network definition from it)."""
         raise NotImplementedError
 
 

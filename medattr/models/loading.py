@@ -18,6 +18,7 @@ from medattr.models.spec import ModelSpec
 __all__ = [
     "BUILTIN_MODELS",
     "LoadedModel",
+    "accepted_formats",
     "asset_sha256",
     "builtin_model_path",
     "file_sha256",
@@ -74,6 +75,9 @@ class LoadedModel:
         Hash of the weights file.
     metadata
         The raw ``metadata.json`` contents, if any.
+    preprocessing, image_key
+        The model's own preprocessing (a MONAI bundle's transforms, over ``image_key``), used
+        instead of the spec's geometry and intensity fields; ``None`` for the spec's.
     """
 
     module: torch.nn.Module
@@ -82,6 +86,8 @@ class LoadedModel:
     kind: str
     sha256: str
     metadata: dict[str, Any]
+    preprocessing: list[Any] | None = None
+    image_key: str = "image"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -157,7 +163,7 @@ def from_module(
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("device 'cuda' was requested but CUDA is not available on this machine")
-    module = module.to(dev).eval()
+    module = module.to(dev)
     if isinstance(spec, ModelSpec):
         model_spec = spec
     elif spec is not None:
@@ -181,11 +187,15 @@ def model_format(path: Path) -> str:
     for name, cls in loaders:
         if cls.accepts(path):
             return name
-    formats = "; ".join(
+    raise ModelError(f"not a model file medattr can load; it loads {accepted_formats()}", path)
+
+
+def accepted_formats() -> str:
+    """The registered model formats, for messages."""
+    return "; ".join(
         f"{name} ({cls.description})" if cls.description else name
         for name, cls in LOADERS.classes().items()
     )
-    raise ModelError(f"not a model file medattr can load; accepted formats: {formats}", path)
 
 
 def load_model(
@@ -193,10 +203,12 @@ def load_model(
     device: str | torch.device = "cpu",
     spec: ModelSpec | str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
-    """Load a TorchScript file, a MONAI bundle directory, or ``builtin:<name>``.
+    """Load a model file or directory (TorchScript, ``torch.export`` ``.pt2``, a state-dict
+    checkpoint with the network in ``spec``, a MONAI bundle) or ``builtin:<name>``.
 
     The module is put in eval mode on ``device``. Its :class:`ModelSpec` comes from ``spec`` if
-    given (an object or a JSON file), else from the model's metadata.
+    given (an object or a JSON file), else from the model's metadata; a MONAI bundle's own
+    preprocessing and sliding-window inferer come along.
 
     Raises
     ------
@@ -213,13 +225,32 @@ def load_model(
         path = Path(name)
     if not path.exists():
         raise ModelError("model not found", path)
+    given = spec if isinstance(spec, ModelSpec) or spec is None else ModelSpec.from_json(spec)
     kind = model_format(path)
-    module, meta, weights = LOADERS.get(kind)().load(path, dev)
-    module.eval()
-    if isinstance(spec, ModelSpec):
-        model_spec = spec
-    elif spec is not None:
-        model_spec = ModelSpec.from_json(spec)
-    else:
-        model_spec = _spec_from_metadata(meta, str(path))
-    return LoadedModel(module, model_spec, str(path), kind, file_sha256(weights), meta)
+    parts = LOADERS.get(kind)().load(path, dev, given)
+    set_eval(parts.module)
+    model_spec = given if given is not None else _spec_from_metadata(parts.metadata, str(path))
+    if model_spec.inferer is None and parts.inferer is not None:
+        from dataclasses import replace
+
+        from medattr.models.inferers import inferer_from_monai
+
+        model_spec = replace(model_spec, inferer=inferer_from_monai(parts.inferer))
+    return LoadedModel(
+        parts.module,
+        model_spec,
+        str(path),
+        kind,
+        file_sha256(parts.weights),
+        parts.metadata,
+        preprocessing=parts.preprocessing,
+        image_key=parts.image_key,
+    )
+
+
+def set_eval(module: torch.nn.Module) -> None:
+    """Eval mode where the module supports it (a ``torch.export`` module has no modes)."""
+    try:
+        module.eval()
+    except (NotImplementedError, RuntimeError):
+        pass

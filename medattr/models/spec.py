@@ -48,12 +48,19 @@ class IntensitySpec:
 class ModelSpec:
     """Input contract and output meaning of a model.
 
+    Every field is optional: what a field leaves unsaid, the model's output on the prepared
+    input decides (see :class:`~medattr.models.OutputContract`): ``(N, 1)`` is a binary
+    classifier with one logit, ``(N, K)`` a K-class classifier, ``(N, K, *spatial)`` a
+    segmentation network. ``docs/models.md`` shows a spec for each kind of model.
+
     Attributes
     ----------
     task
-        ``"classification"`` (output ``(N, classes)``) or ``"segmentation"`` (``(N, C, *spatial)``).
+        ``"classification"`` (output ``(N, classes)`` or ``(N, 1)``) or ``"segmentation"``
+        (``(N, C, *spatial)``); ``None``: from the output's shape.
     class_names
-        Names of the output classes / labels.
+        Names of the output classes / labels (a single-logit classifier: one name, the
+        positive class); ``None``: ``class 0``, ``class 1`` … from the output.
     default_target
         Class (or label) explained when none is given: an index or ``"predicted"``.
     in_channels
@@ -63,12 +70,22 @@ class ModelSpec:
         ``None`` leaves that aspect of the input unchanged.
     intensity
         Intensity mapping applied before the model (or ``None``).
+    output
+        For a model that returns a tuple or a dict: the index or key of the output to explain.
+    inferer
+        How the network is applied: ``None`` (the whole volume at once) or a sliding window,
+        ``{"type": "sliding_window", "roi_size": [96, 96, 96], "sw_batch_size": 4,
+        "overlap": 0.25, "mode": "constant"}`` (a MONAI bundle's ``SlidingWindowInferer`` sets
+        it).
+    network
+        For a state-dict checkpoint: the network to build, as a MONAI config
+        (``{"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, ...}``).
     extra
         Anything else worth keeping (training metrics, data description).
     """
 
-    task: str = "classification"
-    class_names: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    task: str | None = None
+    class_names: list[str] | None = None
     default_target: int | str = "predicted"
     in_channels: int = 1
     orientation: str | None = "RAS"
@@ -77,11 +94,22 @@ class ModelSpec:
     intensity: IntensitySpec | None = None
     name: str = ""
     description: str = ""
+    output: str | int | None = None
+    inferer: dict[str, Any] | None = None
+    network: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in ("classification", "segmentation"):
+        if self.task not in (None, "classification", "segmentation"):
             raise ModelError(f"task must be 'classification' or 'segmentation', got {self.task!r}")
+        if self.class_names is not None:
+            if not isinstance(self.class_names, list | tuple) or not self.class_names:
+                raise ModelError(f"class_names must be a non-empty list, got {self.class_names!r}")
+            self.class_names = [str(c) for c in self.class_names]
+        if self.inferer is not None:
+            from medattr.models.inferers import check_inferer
+
+            self.inferer = check_inferer(self.inferer)
         if isinstance(self.intensity, dict):
             self.intensity = IntensitySpec(**self.intensity)
         if self.pixdim is not None:
@@ -91,7 +119,8 @@ class ModelSpec:
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        """Number of named classes (0 when the names come from the output)."""
+        return len(self.class_names) if self.class_names else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

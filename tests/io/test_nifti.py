@@ -40,10 +40,10 @@ def test_round_trip_keeps_an_oblique_anisotropic_affine(tmp_path: Path) -> None:
 def test_reader_rejects_bad_files(tmp_path: Path) -> None:
     with pytest.raises(VolumeError, match="file not found"):
         read_nifti(tmp_path / "nope.nii.gz")
-    four = tmp_path / "4d.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2), np.float32), np.eye(4)), str(four))
-    with pytest.raises(VolumeError, match=r"expected a 3D volume.*\(3, 3, 3, 2\)"):
-        read_nifti(four)
+    six = tmp_path / "6d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2, 2, 2), np.float32), np.eye(4)), str(six))
+    with pytest.raises(VolumeError, match=r"expected a 3D volume.*\(3, 3, 3, 2, 2, 2\)"):
+        read_nifti(six)
     nan = tmp_path / "nan.nii"
     arr = np.zeros((3, 3, 3), np.float32)
     arr[1, 1, 1] = np.inf

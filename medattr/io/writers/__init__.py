@@ -49,6 +49,7 @@ class StudyOutput(Protocol):
     explanation: Any
     baseline_info: dict[str, Any]
     config: Any
+    channels: list[Any]
 
 
 class Writer:

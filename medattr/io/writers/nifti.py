@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from medattr.io.nifti import write_nifti
 from medattr.io.writers import Stage, StudyOutput, Writer, register_writer
 
@@ -33,4 +35,18 @@ class NiftiWriter(Writer):
             fname = f"{vol.name}_{suffix}.nii.gz"
             write_nifti(stage(fname), array, vol.affine, like=vol, description=f"medattr {what}")
             outputs[key] = fname
+        per_channel: dict[str, str] = {}
+        for source, array in getattr(result, "channels", ()):
+            fname = f"{vol.name}_attr_{source.name}.nii.gz"
+            same = source.shape == vol.spatial_shape and np.allclose(source.affine, vol.affine)
+            write_nifti(
+                stage(fname),
+                array,
+                source.affine,
+                like=vol if same else None,
+                description=f"medattr {method} attribution, channel {source.name}",
+            )
+            per_channel[source.name] = fname
+        if per_channel:
+            outputs["attribution_nifti_channels"] = per_channel
         return outputs

@@ -50,6 +50,11 @@ class TorchScriptLoader(ModelLoader):
         # the fallback for files: what is not TorchScript gets load_torchscript's diagnosis
         return path.is_file()
 
-    def load(self, path: Path, device: torch.device) -> Loaded:
-        module, meta = load_torchscript(path, device)
-        return module, meta, path
+    def load(self, path: Path, device: torch.device, spec: Any = None) -> Loaded:
+        try:
+            module, meta = load_torchscript(path, device)
+        except ModelError as exc:  # the fallback for files: say what else would have worked
+            from medattr.models.loading import accepted_formats
+
+            raise ModelError(f"{exc.problem}; medattr loads {accepted_formats()}", path) from exc
+        return Loaded(module, meta, path)
