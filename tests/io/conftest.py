@@ -413,13 +413,15 @@ def derived(axial_series: Path, tmp_path_factory: pytest.TempPathFactory) -> Sim
     attr = hot_attribution(vol.spatial_shape)
     algorithm = AlgorithmInfo("integrated_gradients", "blur(4mm)", "class 1 logit")
     out = tmp_path_factory.mktemp("derived")
+    pm, pm_negative = write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)
     return SimpleNamespace(
         volume=vol,
         attribution=attr,
         algorithm=algorithm,
         out=out,
         rgb=write_dicom_rgb(vol, attr, out, algorithm=algorithm),
-        pm=write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)[0],
+        pm=pm,
+        pm_negative=pm_negative,
         seg=write_dicom_seg(vol, attr, out, algorithm=algorithm, top_percent=1.0)[0],
         source=sorted(axial_series.iterdir()),
     )
