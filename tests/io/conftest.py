@@ -356,6 +356,8 @@ def synth() -> SimpleNamespace:
         module=module,
         grid_index=grid_index,
         hot_attribution=hot_attribution,
+        OrthancServer=OrthancServer,
+        free_port=_free_port,
     )
 
 
@@ -452,10 +454,12 @@ class OrthancServer:
 
     Storage, index, viewer cache and log live under ``root``. HTTP refuses non-local
     clients (``RemoteAccessAllowed: false``) and C-STORE is accepted only from the AET
-    ``MEDATTR`` calling from 127.0.0.1.
+    ``MEDATTR`` calling from 127.0.0.1. ``public_host`` is the ``host:port`` that DICOMweb
+    answers put into their URLs (BulkDataURI ...): a same-origin proxy in front of Orthanc
+    gives its own.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, public_host: str = "127.0.0.1") -> None:
         self.root = root
         self.http_port, self.dicom_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -469,7 +473,7 @@ class OrthancServer:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "Plugins": [_plugin("libOrthancDicomWeb"), _plugin("libOrthancWebViewer")],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": "127.0.0.1"},
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": public_host},
             "WebViewer": {"CachePath": str(root / "viewer-cache")},
             "DicomAlwaysAllowStore": False,
             "DicomCheckModalityHost": True,

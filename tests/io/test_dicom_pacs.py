@@ -188,7 +188,7 @@ def test_overlay_shows_in_the_web_viewer(orthanc, tmp_path, synth):
         vol,
         attr,
         tmp_path / "out",
-        window=(-250.0, 350.0),
+        window="50/600",  # -250 to 350 HU
         algorithm=AlgorithmInfo("integrated_gradients", "zero"),
     )
     _c_store(orthanc, sorted((tmp_path / "src").iterdir()) + rgb)
