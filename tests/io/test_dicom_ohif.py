@@ -332,7 +332,12 @@ _GOTO_SLICE = """async ([x, y, z]) => {
       position: [pos[0] + d * n[0], pos[1] + d * n[1], pos[2] + d * n[2]],
     });
   }
+  const rendered = new Promise((resolve) => {
+    vp.element.addEventListener('CORNERSTONE_IMAGE_RENDERED', resolve, {once: true});
+    setTimeout(resolve, 15000);
+  });
   vp.render();
+  await rendered;
   const now = vp.getCamera().focalPoint;
   return vp.type === 'stack'
     ? along(cs.metaData.get('imagePlaneModule', vp.getCurrentImageId()).imagePositionPatient)
@@ -349,10 +354,13 @@ _TO_SCREEN = """(points) => {
 }"""
 
 _VIEWPORT_STATE = """() => {
-  const e = window.cornerstone && window.cornerstone.getEnabledElements();
+  const cs = window.cornerstone;
+  const e = cs && cs.getEnabledElements();
   if (!e || !e.length) return null;
   const vp = e[0].viewport;
+  const volumes = cs.cache.getVolumes();
   return {type: vp.type, actors: vp.getActors().length,
+          loaded: volumes.every((v) => !v.loadStatus || v.loadStatus.loaded),
           segmentations: window.services.segmentationService.getSegmentations().length};
 }"""
 
@@ -365,7 +373,16 @@ class Viewer:
         self.page.set_default_timeout(120_000)
         self.shots = shots
         self.errors: list[str] = []
+        self.elsewhere: list[str] = []  # requests that would leave the loopback origin
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith((origin + "/", "data:", "blob:"))
+                else self.elsewhere.append(r.url)
+            ),
+        )
         self.page.goto(f"{origin}/viewer?StudyInstanceUIDs={study_uid}")
         self.page.wait_for_function(f"({_VIEWPORT_STATE})() !== null")
         skip = self.page.get_by_text("Skip all")  # the first-visit tour
@@ -377,14 +394,15 @@ class Viewer:
         self.page.get_by_text(label).first.dblclick()
         with contextlib.suppress(PlaywrightError):  # SEG: "open this segmentation?"
             self.page.get_by_role("button", name="Yes").first.click(timeout=15_000)
-        self.page.wait_for_function(f"(({ready}))(({_VIEWPORT_STATE})())")
-        time.sleep(3)  # let the loads settle
+        state = f"({_VIEWPORT_STATE})()"
+        self.page.wait_for_function(f"(({ready}))({state}) && ({state}).loaded")
+        time.sleep(1)
 
     def shot_at(self, lps: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Screenshot with the slice through ``lps[0]`` shown; the screen pixels of ``lps``."""
         off = self.page.evaluate(_GOTO_SLICE, [float(v) for v in lps[0]])
         assert abs(off) < 0.05, f"the viewer shows a slice {off:.2f} mm away"
-        time.sleep(2)
+        time.sleep(0.5)
         xy = np.asarray(self.page.evaluate(_TO_SCREEN, lps.tolist()), float)
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path))
@@ -462,6 +480,7 @@ def _check_overlay(session, label: str, ready: str, name: str, points=None) -> N
         mirrored = _coloured(img_m, xy_m)
         assert mirrored.mean() <= 0.1, f"{name}: mirrored slice coloured at {mirrored.sum()}"
         assert not viewer.errors, viewer.errors
+        assert not viewer.elsewhere, f"requests off the loopback origin: {viewer.elsewhere}"
         target = os.environ.get("MEDATTR_SCREENSHOT_DIR")
         if target:
             Path(target).mkdir(parents=True, exist_ok=True)
