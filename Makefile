@@ -10,7 +10,13 @@ DEPLOY_VENV ?= .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-stamp
 OUT ?= demo_out
 
-.PHONY: demo test lint typecheck clean
+# OHIF Viewer's prebuilt dist/ for the viewer test: the lockfile pins @ohif/app's version and
+# sha512 and nothing else (its dist/ is self-contained: the build-time dependencies it declares
+# are already bundled into it), so `npm ci` fetches one tarball.
+OHIF_DIR := .ci/ohif
+OHIF_STAMP := $(OHIF_DIR)/node_modules/.installed-stamp
+
+.PHONY: demo test lint typecheck clean ohif
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +29,12 @@ $(DEPLOY_STAMP): pyproject.toml constraints.txt
 	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DEPLOY_VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,deploy]"
 	touch $(DEPLOY_STAMP)
+
+$(OHIF_STAMP): $(OHIF_DIR)/package.json $(OHIF_DIR)/package-lock.json
+	npm ci --prefix $(OHIF_DIR) --ignore-scripts --no-audit --no-fund
+	touch $(OHIF_STAMP)
+
+ohif: $(OHIF_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/medattr demo --out $(OUT)
@@ -40,4 +52,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache $(OHIF_DIR)/node_modules

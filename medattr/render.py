@@ -230,7 +230,7 @@ class PngWriter(Writer):
         )
         montage(
             vol.array[0],
-            result.attribution,
+            result.display,
             vol.affine,
             stage(fname),
             title=title,
@@ -245,16 +245,17 @@ class PngWriter(Writer):
                     ("input", anatomy, "gray"),
                     (f"baseline: {result.config.baseline}", base, "gray"),
                     ("input - baseline", anatomy - base, "diff"),
-                    ("attribution", result.attribution, "attr"),
+                    ("attribution", result.display, "attr"),
                 ],
                 vol.affine,
                 stage(pname),
                 anatomy=anatomy,
-                peak=peak_index(result.attribution),
+                peak=peak_index(result.display),
                 title=(
                     f"{name}: {exp.method}; f(x)={float(exp.f_input[0]):.3f}, "
                     f"f(x')={float(exp.f_baseline[0]):.3f}"
                 ),
             )
             outputs["panel_png"] = pname
+        outputs["mapping"] = {"png": str(result.config.display_mapping)}
         return outputs

@@ -43,6 +43,7 @@ _GROUPS = {
     "progress": "compute",
     "distributed_paths": "compute",
     "formats": "output",
+    "display_mapping": "output",
     "output": "model",
     "sliding_window": "model",
     "sw_batch_size": "model",

@@ -121,6 +121,15 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         flag="--format",
     ),
     Setting(
+        "display_mapping",
+        "smooth",
+        "how the attribution reaches the source grid in what a person looks at (PNG, DICOM RGB, "
+        "Parametric Map, SEG): smooth (each model voxel's share spread over the source voxels "
+        "it covers) or adjoint (exact transpose of the resampling: dots on a finer grid); the "
+        "NIfTI and all numbers always use the adjoint",
+        choices=("smooth", "adjoint"),
+    ),
+    Setting(
         "output",
         None,
         "for a model that returns a tuple or a dict: the index or key of the output to explain",
@@ -202,6 +211,7 @@ class ExplainConfig:
     progress: bool | None
     distributed_paths: bool
     formats: tuple[str, ...]
+    display_mapping: str
     output: str | None
     sliding_window: list[int] | None
     sw_batch_size: int

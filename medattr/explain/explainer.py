@@ -63,7 +63,12 @@ class StudyResult:
     explanation
         The attribution method's result on the model grid.
     attribution
-        ``(I, J, K)`` attribution on the source grid (total preserved).
+        ``(I, J, K)`` attribution on the source grid through the exact adjoint of the
+        resampling (total preserved): for numbers and the NIfTI output.
+    attribution_display
+        The same, mapped for display (``config.display_mapping``: smoothly spread over the
+        source voxels each model voxel covers, total preserved): for the PNG and DICOM
+        outputs.
     baseline_source
         ``(I, J, K)`` baseline on the source grid in model units (``None`` for methods that
         average over references).
@@ -92,6 +97,12 @@ class StudyResult:
     baseline_info: dict[str, Any]
     timings: dict[str, float]
     channels: list[tuple[ChannelSource, np.ndarray]] = field(default_factory=list)
+    attribution_display: np.ndarray | None = None
+
+    @property
+    def display(self) -> np.ndarray:
+        """What a person is shown: :attr:`attribution_display`, else :attr:`attribution`."""
+        return self.attribution if self.attribution_display is None else self.attribution_display
 
 
 class Explainer:
@@ -370,6 +381,11 @@ class Explainer:
         per_channel = self.preprocessor.attribution_to_source(attr_model, pre)
         attr_source = per_channel.sum(0)
         channels = channel_attributions(volume, per_channel)
+        display = None
+        if c.display_mapping != "adjoint":
+            display = self.preprocessor.attribution_to_source(
+                attr_model, pre, mapping=c.display_mapping
+            ).sum(0)
         baseline_source = None
         if b is not None:
             baseline_source = self.preprocessor.invert(b[0].cpu(), pre)[0]
@@ -388,6 +404,7 @@ class Explainer:
             baseline_info,
             timings,
             channels,
+            display,
         )
 
     def write(

@@ -45,11 +45,14 @@ def write_outputs(
 
 
 def merge_outputs(outputs: dict[str, Any], new: dict[str, Any]) -> None:
-    """Add one writer's ``outputs`` entries: lists under the same key are joined (sorted)."""
+    """Add one writer's ``outputs`` entries: lists under the same key are joined (sorted),
+    mappings merged."""
     for key, value in new.items():
         old = outputs.get(key)
         if isinstance(old, list) and isinstance(value, list):
             outputs[key] = sorted({*old, *value})
+        elif isinstance(old, dict) and isinstance(value, dict):
+            outputs[key] = {**old, **value}
         else:
             outputs[key] = value
 

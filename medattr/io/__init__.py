@@ -21,10 +21,11 @@ from medattr.io.dicom import (
     read_dicom_series,
 )
 from medattr.io.dicom_derived import AlgorithmInfo
-from medattr.io.dicom_pm import write_dicom_parametric_map
+from medattr.io.dicom_pm import display_scale, write_dicom_parametric_map
 from medattr.io.dicom_sc import write_dicom_rgb
 from medattr.io.dicom_seg import AttributionSign, top_percent_mask, write_dicom_seg
 from medattr.io.nifti import is_nifti_path, nifti_stem, read_nifti, write_nifti
+from medattr.io.windows import WINDOW_PRESETS, DisplayWindow, parse_window, resolve_window
 from medattr.io.writers import (
     Writer,
     get_writer,
@@ -34,26 +35,31 @@ from medattr.io.writers import (
 from medattr.volume import Volume
 
 __all__ = [
+    "WINDOW_PRESETS",
     "AlgorithmInfo",
     "AttributionSign",
     "ChannelSource",
     "DicomReference",
     "DicomSeriesSummary",
     "DicomSlice",
+    "DisplayWindow",
     "Writer",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "display_scale",
     "get_writer",
     "is_nifti_path",
     "list_dicom_series",
     "nifti_stem",
+    "parse_window",
     "read_channels",
     "read_dicom_series",
     "read_nifti",
     "read_study",
     "read_volume",
     "register_writer",
+    "resolve_window",
     "staged_directory",
     "top_percent_mask",
     "write_dicom_parametric_map",

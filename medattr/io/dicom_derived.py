@@ -34,6 +34,9 @@ NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSTIC USE"
 
 MANUFACTURER = "medattr"
 
+#: Transfer syntaxes that are lossy whatever their parameters (JPEG baseline and extended).
+_LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50": "ISO_10918_1", "1.2.840.10008.1.2.4.51": "ISO_10918_1"}
+
 #: BodyPartExamined (CID 4031 terms) -> SNOMED CT anatomic region, for FrameAnatomySequence.
 _BODY_PARTS = {
     "HEAD": ("69536005", "Head"),
@@ -132,6 +135,37 @@ class AlgorithmInfo:
             software_versions=self.version[:64],
             contribution_description=self.summary()[:1024],
         )
+
+
+def lossy_compression(ref: DicomReference) -> dict[str, Any]:
+    """LossyImageCompression (and ratio and method) that a derived image inherits.
+
+    Lossy compression of any source image carries over to everything derived from it
+    (PS3.3 C.7.6.1.1.5: once "01", never "00" again). The ratio and method are those of the
+    first lossy source image; a source stored with a JPEG baseline/extended transfer syntax
+    counts as lossy even if it lacks the attribute.
+    """
+    for ds in ref.datasets:
+        syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+        if str(ds.get("LossyImageCompression", "")) == "01" or syntax in _LOSSY_SYNTAXES:
+            attrs: dict[str, Any] = {"LossyImageCompression": "01"}
+            if ds.get("LossyImageCompressionRatio"):
+                attrs["LossyImageCompressionRatio"] = ds.LossyImageCompressionRatio
+            if ds.get("LossyImageCompressionMethod"):
+                attrs["LossyImageCompressionMethod"] = ds.LossyImageCompressionMethod
+            elif syntax in _LOSSY_SYNTAXES:
+                attrs["LossyImageCompressionMethod"] = _LOSSY_SYNTAXES[syntax]
+            return attrs
+    return {"LossyImageCompression": "00"}
+
+
+def set_lossy_compression(ds: Dataset, ref: DicomReference) -> None:
+    """Overwrite ``ds``'s lossy compression attributes with what it inherits from ``ref``."""
+    for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+        if keyword in ds:
+            del ds[keyword]
+    for keyword, value in lossy_compression(ref).items():
+        setattr(ds, keyword, value)
 
 
 def ds_value(x: float) -> DSfloat:

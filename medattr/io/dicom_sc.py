@@ -22,7 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medattr._colour import blend_rgb, robust_limit, window_limits
+from medattr._colour import blend_rgb, robust_limit
 from medattr.io.dicom_derived import (
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
@@ -31,11 +31,13 @@ from medattr.io.dicom_derived import (
     derived_geometry,
     ds_value,
     series_description,
+    set_lossy_compression,
     staged_series,
 )
+from medattr.io.windows import WindowSpec, parse_window, resolve_window
 from medattr.volume import Volume
 
-__all__ = ["write_dicom_rgb"]
+__all__ = ["instance_numbers", "write_dicom_rgb"]
 
 logger = logging.getLogger("medattr.io.dicom")
 
@@ -48,28 +50,33 @@ def _orientation_letter(direction: np.ndarray) -> str:
     return _LETTERS[axis][0 if direction[axis] > 0 else 1]
 
 
-def _first_number(value: Any) -> float | None:
-    """First value of a (possibly multi-valued) DS attribute, or None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str | bytes) and hasattr(value, "__len__"):
-        if len(value) == 0:
-            return None
-        value = value[0]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def instance_numbers(geo: DerivedGeometry) -> list[int]:
+    """InstanceNumber of each frame (in frame order, ascending along the normal).
 
-
-def _source_window(volume: Volume) -> tuple[float, float] | None:
-    """The source's first WindowCenter/WindowWidth as (low, high), if it has one."""
-    ds = volume.source.dicom.datasets[0]  # type: ignore[union-attr]
-    center = _first_number(ds.get("WindowCenter"))
-    width = _first_number(ds.get("WindowWidth"))
-    if center is None or width is None or width <= 0:
-        return None
-    return (center - width / 2, center + width / 2)
+    When every frame is a single-frame source image with its own, distinct InstanceNumber,
+    the overlay takes that number: image 8 of the source is image 8 of the overlay. Otherwise
+    (a resampled grid, Enhanced multi-frame sources, missing or repeated numbers) the frames
+    are numbered 1..K in the direction in which the source's numbers (or frame numbers) run.
+    """
+    ref = geo.ref
+    n = geo.frames.shape[0]
+    by_uid: dict[str, int] = {}
+    for ds in ref.datasets:
+        if "InstanceNumber" in ds and ds.InstanceNumber not in (None, ""):
+            by_uid[str(ds.SOPInstanceUID)] = int(ds.InstanceNumber)
+    sources = [geo.source_slice(index) for index in range(n)]
+    own = [
+        by_uid.get(s.sop_instance_uid) if s is not None and s.frame_number is None else None
+        for s in sources
+    ]
+    if all(v is not None for v in own) and len(set(own)) == n:
+        return [int(v) for v in own if v is not None]
+    keys = [
+        by_uid.get(s.sop_instance_uid, 0) if s.frame_number is None else s.frame_number
+        for s in ref.slices
+    ]
+    descending = len(keys) > 1 and keys[0] > keys[-1]  # source slices ascend along the normal
+    return list(range(n, 0, -1)) if descending else list(range(1, n + 1))
 
 
 def write_dicom_rgb(
@@ -80,7 +87,7 @@ def write_dicom_rgb(
     algorithm: AlgorithmInfo,
     series_number: int = 9901,
     prefix: str = "overlay_rgb_",
-    window: tuple[float, float] | str | None = None,
+    window: WindowSpec = "source",
     limit: float | None = None,
     opacity: float = 0.7,
     threshold: float = 0.1,
@@ -96,15 +103,19 @@ def write_dicom_rgb(
     attribution
         ``(I, J, K)`` attribution on the source grid.
     out_dir
-        Directory receiving one file per slice, ``<prefix>0001.dcm`` ... (ascending along
-        the slice normal); earlier files with the same prefix are replaced.
+        Directory receiving one file per slice, ``<prefix><InstanceNumber>.dcm`` (four
+        digits); earlier files with the same prefix are replaced. Instance numbers follow
+        the source's (see :func:`instance_numbers`).
     algorithm
         Recorded in the description, DerivationDescription and ContributingEquipmentSequence.
     series_number
         SeriesNumber of the new series.
     window
-        Anatomy display window ``(low, high)``; ``"source"`` for the source's first
-        WindowCenter/Width; ``None`` (default) for the 0.5-99.5 percentiles of the volume.
+        Anatomy window burnt into the pixels (:func:`medattr.io.windows.parse_window`):
+        ``"source"`` (default, also ``None``) for the source's own first
+        WindowCenter/WindowWidth, or the 0.5-99.5 percentiles if it has none;
+        ``"percentile"``; a preset (``"soft-tissue"``, ``"lung"``, ``"liver"``, ``"bone"``,
+        ``"brain"``); ``"C/W"`` such as ``"40/400"``; or a ``(center, width)`` pair.
     limit, opacity, threshold, cmap
         Colour scale of :func:`medattr.render.blend_rgb`; ``limit`` defaults to the 99.5th
         percentile of |attribution| over the whole volume, so all slices share one scale.
@@ -112,7 +123,7 @@ def write_dicom_rgb(
     Returns
     -------
     list of Path
-        The written files.
+        The written files, in frame order (ascending along the slice normal).
 
     Examples
     --------
@@ -122,14 +133,13 @@ def write_dicom_rgb(
     """
     import highdicom as hd
 
+    parse_window(window)  # refuse a bad choice before any work
     geo = derived_geometry(volume, attribution, "write_dicom_rgb")
     ref = geo.ref
-    if isinstance(window, str):
-        if window != "source":
-            raise ValueError(f"window must be (low, high), 'source' or None, got {window!r}")
-        window = _source_window(volume)
-    win = window if window is not None else window_limits(geo.anatomy)
+    display, origin = resolve_window(window, ref.datasets, geo.anatomy)
+    win = display.limits
     lim = limit if limit is not None else robust_limit(geo.frames)
+    numbers = instance_numbers(geo)
 
     def blend(index: int) -> np.ndarray:  # one slice at a time: memory stays one frame
         return blend_rgb(
@@ -160,7 +170,7 @@ def write_dicom_rgb(
                 series_instance_uid=series_uid,
                 series_number=series_number,
                 sop_instance_uid=generate_uid(),
-                instance_number=index + 1,
+                instance_number=numbers[index],
                 manufacturer=MANUFACTURER,
                 pixel_spacing=geo.pixel_spacing,  # type: ignore[arg-type]  # floats are fine
                 patient_orientation=patient_orientation,
@@ -170,11 +180,17 @@ def write_dicom_rgb(
             )
             sc.copy_patient_and_study_information(template)
             _add_plane(sc, geo, index, template)
-            _add_provenance(sc, geo, index, algorithm)
-            name = f"{prefix}{index + 1:04d}.dcm"
+            _add_provenance(sc, geo, index, algorithm, f"{display} ({origin})")
+            name = f"{prefix}{numbers[index]:04d}.dcm"
             sc.save_as(stage(name), enforce_file_format=True)
             paths.append(Path(out_dir) / name)
-    logger.info("wrote RGB overlay series (%d slices) to %s", len(paths), out_dir)
+    logger.info(
+        "wrote RGB overlay series (%d slices, anatomy window %s from %s) to %s",
+        len(paths),
+        display,
+        origin,
+        out_dir,
+    )
     return paths
 
 
@@ -190,9 +206,10 @@ def _add_plane(sc: Dataset, geo: DerivedGeometry, index: int, template: Dataset)
 
 
 def _add_provenance(
-    sc: Dataset, geo: DerivedGeometry, index: int, algorithm: AlgorithmInfo
+    sc: Dataset, geo: DerivedGeometry, index: int, algorithm: AlgorithmInfo, window: str
 ) -> None:
-    """Derivation, source image reference and the not-for-diagnosis notice."""
+    """Derivation, source image reference, lossy compression and the not-for-diagnosis
+    notice."""
     source = geo.ref.datasets[0]
     if source.get("BodyPartExamined"):
         sc.BodyPartExamined = source.BodyPartExamined
@@ -202,8 +219,8 @@ def _add_provenance(
         sc.Laterality = ""  # Type 2C: unknown, since the body part does not say it is unpaired
     sc.BurnedInAnnotation = "NO"
     sc.RecognizableVisualFeatures = "NO"
-    sc.LossyImageCompression = "00"
-    sc.DerivationDescription = algorithm.summary()[:1024]
+    set_lossy_compression(sc, geo.ref)
+    sc.DerivationDescription = f"{algorithm.summary()} Anatomy window {window}."[:1024]
     sc.ImageComments = f"Attribution heatmap over the source image. {NOT_FOR_DIAGNOSIS}."
     src = geo.source_slice(index)
     if src is not None:

@@ -3,9 +3,12 @@
 The segment is the ``top_percent`` % of all voxels with the largest attribution (positive
 evidence for the target by default), as a BINARY segmentation, or as a FRACTIONAL one whose
 values are the attribution inside that region divided by its maximum. It is written with
-highdicom ``Segmentation`` on the source grid, frames ascending along the slice normal, one
-segment described as an automatic result of medattr (algorithm name, version, method,
-baseline and target in its AlgorithmIdentificationSequence).
+highdicom ``Segmentation`` on the full source grid -- one frame per source slice, empty ones
+included, ascending along the slice normal -- so that dcmqi and 3D Slicer return a volume of
+the source's shape, not one cropped to the slices the segment touches. One segment,
+described as an automatic result of medattr (algorithm name, version, method, baseline and
+target in its AlgorithmIdentificationSequence), with a recommended display colour: red for
+evidence for the target (as in the RGB overlay), blue against, yellow for either.
 """
 
 from __future__ import annotations
@@ -29,17 +32,25 @@ from medattr.io.dicom_derived import (
     derived_geometry,
     order_frames_ascending,
     series_description,
+    set_lossy_compression,
     staged_series,
 )
 from medattr.volume import Volume
 
-__all__ = ["AttributionSign", "top_percent_mask", "write_dicom_seg"]
+__all__ = ["SEGMENT_COLORS", "AttributionSign", "top_percent_mask", "write_dicom_seg"]
 
 logger = logging.getLogger("medattr.io.dicom")
 
 #: CID 7150 category and a type for a region defined by an algorithm rather than anatomy.
 SEGMENT_CATEGORY = Code("309825002", "SCT", "Spatial and Relational Concept")
 SEGMENT_TYPE = Code("130488", "DCM", "Region in Space")
+
+#: Recommended display colour (sRGB) of the segment, by sign: RdBu's ends, and yellow.
+SEGMENT_COLORS = {
+    "positive": (215, 48, 39),
+    "negative": (33, 102, 172),
+    "absolute": (255, 200, 0),
+}
 
 
 class AttributionSign(str, Enum):
@@ -96,6 +107,7 @@ def write_dicom_seg(
     sign: AttributionSign | str = AttributionSign.POSITIVE,
     series_number: int = 9903,
     filename: str = "attribution_seg.dcm",
+    display_color: tuple[int, int, int] | None = None,
     **hd_opts: Any,
 ) -> list[Path]:
     """Write the strongest ``top_percent`` % of the attribution as a DICOM SEG series.
@@ -119,6 +131,9 @@ def write_dicom_seg(
         ``"positive"`` (default), ``"negative"`` or ``"absolute"``: which evidence is strong.
     series_number
         SeriesNumber of the new series.
+    display_color
+        Recommended display colour (sRGB 0-255), stored as CIELab; default red for
+        ``"positive"``, blue for ``"negative"``, yellow for ``"absolute"``.
     **hd_opts
         Further keyword arguments for ``highdicom.seg.Segmentation``.
 
@@ -141,6 +156,13 @@ def write_dicom_seg(
         )
     geo = derived_geometry(volume, attribution, "write_dicom_seg")
     sign = AttributionSign(sign)
+    rgb = SEGMENT_COLORS[sign.value] if display_color is None else display_color
+    try:
+        color = hd.color.CIELabColor.from_rgb(*(int(v) for v in rgb))
+    except (TypeError, ValueError):
+        raise InputError(
+            f"display_color must be three integers 0-255 (sRGB), got {display_color!r}"
+        ) from None
     mask = top_percent_mask(geo.frames, top_percent, sign)
     if not mask.any():
         logger.warning("no %s attribution: the segmentation is empty", sign.value)
@@ -164,6 +186,7 @@ def write_dicom_seg(
         algorithm_identification=algorithm.identification(),
         tracking_uid=generate_uid(),
         tracking_id=f"{algorithm.name} {algorithm.method} top {top_percent:g}%"[:64],
+        display_color=color,
     )
     seg = hd.seg.Segmentation(
         source_images=list(geo.ref.datasets),
@@ -181,13 +204,15 @@ def write_dicom_seg(
         content_label="ATTRIBUTION",
         content_description=f"{label}. {NOT_FOR_DIAGNOSIS}"[:64],
         transfer_syntax_uid=ExplicitVRLittleEndian,
-        omit_empty_frames=bool(mask.any()),
+        omit_empty_frames=False,  # the full source grid: dcmqi/Slicer crop otherwise
+        content_creator_name=f"{algorithm.name[:63]}^",  # one-component person name
         contributing_equipment=[algorithm.contributing_equipment()],
         series_description=series_description(f"SEG top {top_percent:g}%", algorithm),
         **geo.plane_kwargs(),
         **hd_opts,
     )
     order_frames_ascending(seg)
+    set_lossy_compression(seg, geo.ref)
     with staged_series(out_dir, filename[:-4] if filename.endswith(".dcm") else filename) as stage:
         seg.save_as(stage(filename), enforce_file_format=True)
     path = Path(out_dir) / filename

@@ -54,7 +54,8 @@ def test_outputs_are_new_series_of_the_source_study(
     assert {d.StudyInstanceUID for d in written} == {source[0].StudyInstanceUID}
     assert {d.FrameOfReferenceUID for d in written} == {source[0].FrameOfReferenceUID}
     new_series = {d.SeriesInstanceUID for d in written}
-    assert len(new_series) == 3 and source[0].SeriesInstanceUID not in new_series
+    # RGB overlay, the two Parametric Maps (for and against the target), SEG
+    assert len(new_series) == 4 and source[0].SeriesInstanceUID not in new_series
     kinds = " ".join(sorted({d.SOPClassUID.name for d in written}))
     assert "Secondary Capture" in kinds and "Parametric Map" in kinds and "Segmentation" in kinds
     assert kit.tree_digest(tmp_path / "in") == before

@@ -356,6 +356,8 @@ def synth() -> SimpleNamespace:
         module=module,
         grid_index=grid_index,
         hot_attribution=hot_attribution,
+        OrthancServer=OrthancServer,
+        free_port=_free_port,
     )
 
 
@@ -413,13 +415,15 @@ def derived(axial_series: Path, tmp_path_factory: pytest.TempPathFactory) -> Sim
     attr = hot_attribution(vol.spatial_shape)
     algorithm = AlgorithmInfo("integrated_gradients", "blur(4mm)", "class 1 logit")
     out = tmp_path_factory.mktemp("derived")
+    pm, pm_negative = write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)
     return SimpleNamespace(
         volume=vol,
         attribution=attr,
         algorithm=algorithm,
         out=out,
         rgb=write_dicom_rgb(vol, attr, out, algorithm=algorithm),
-        pm=write_dicom_parametric_map(vol, attr, out, algorithm=algorithm)[0],
+        pm=pm,
+        pm_negative=pm_negative,
         seg=write_dicom_seg(vol, attr, out, algorithm=algorithm, top_percent=1.0)[0],
         source=sorted(axial_series.iterdir()),
     )
@@ -450,10 +454,12 @@ class OrthancServer:
 
     Storage, index, viewer cache and log live under ``root``. HTTP refuses non-local
     clients (``RemoteAccessAllowed: false``) and C-STORE is accepted only from the AET
-    ``MEDATTR`` calling from 127.0.0.1.
+    ``MEDATTR`` calling from 127.0.0.1. ``public_host`` is the ``host:port`` that DICOMweb
+    answers put into their URLs (BulkDataURI ...): a same-origin proxy in front of Orthanc
+    gives its own.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, public_host: str = "127.0.0.1") -> None:
         self.root = root
         self.http_port, self.dicom_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -467,7 +473,7 @@ class OrthancServer:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "Plugins": [_plugin("libOrthancDicomWeb"), _plugin("libOrthancWebViewer")],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": "127.0.0.1"},
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": public_host},
             "WebViewer": {"CachePath": str(root / "viewer-cache")},
             "DicomAlwaysAllowStore": False,
             "DicomCheckModalityHost": True,

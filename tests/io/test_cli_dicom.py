@@ -50,7 +50,8 @@ def test_every_format_lands_in_the_source_study(
     assert {d.StudyInstanceUID for d in outputs} == study
     assert {d.FrameOfReferenceUID for d in outputs} == frame
     series = {d.SeriesInstanceUID for d in outputs}
-    assert len(series) == 3 and not series & {d.SeriesInstanceUID for d in source}
+    # RGB overlay, signed map, map of the evidence against, SEG
+    assert len(series) == 4 and not series & {d.SeriesInstanceUID for d in source}
     kinds = {d.SOPClassUID.name for d in outputs}
     assert any("Secondary Capture" in k for k in kinds)
     assert any("Parametric Map" in k for k in kinds) and any("Segmentation" in k for k in kinds)

@@ -36,7 +36,8 @@ STUDY_ATTRIBUTES = [
 
 
 def _outputs(derived) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(p) for p in [*derived.rgb, derived.pm, derived.seg]]
+    paths = [*derived.rgb, derived.pm, derived.pm_negative, derived.seg]
+    return [pydicom.dcmread(p) for p in paths]
 
 
 def test_algorithm_info_validates_and_describes():
@@ -61,7 +62,7 @@ def test_outputs_are_new_series_in_the_source_study(derived):
     source = pydicom.dcmread(derived.source[0])
     outputs = _outputs(derived)
     series = {ds.SeriesInstanceUID for ds in outputs}
-    assert len(series) == 3 and source.SeriesInstanceUID not in series
+    assert len(series) == 4 and source.SeriesInstanceUID not in series
     sops = [ds.SOPInstanceUID for ds in outputs]
     assert len(set(sops)) == len(sops)
     for ds in outputs:
@@ -145,5 +146,41 @@ def test_rewriting_replaces_the_previous_series(tmp_path, synth):
         rgb = write_dicom_rgb(vol, attr, out, algorithm=alg)
         write_dicom_parametric_map(vol, attr, out, algorithm=alg)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([p.name for p in rgb] + ["attribution_pm.dcm"])
+    pm_names = ["attribution_pm.dcm", "attribution_pm_negative.dcm"]
+    assert names == sorted([p.name for p in rgb] + pm_names)
     assert len({pydicom.dcmread(p).SeriesInstanceUID for p in rgb}) == 1
+    # a run without the negative map leaves no map of an earlier run behind
+    write_dicom_parametric_map(vol, attr, out, algorithm=alg, negative_map=False)
+    assert not (out / "attribution_pm_negative.dcm").exists()
+
+
+def test_lossy_source_compression_is_inherited_by_every_output(tmp_path, synth):
+    """Once lossy, always lossy (PS3.3 C.7.6.1.1.5): the RGB series, the maps and the SEG."""
+    paths = synth.write_series(tmp_path / "src", synth.SeriesSpec(n=4))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = [8.5]
+        ds.LossyImageCompressionMethod = ["ISO_10918_1"]
+        ds.save_as(path, enforce_file_format=True)
+    vol = read_dicom_series(tmp_path / "src")
+    attr = synth.hot_attribution(vol.spatial_shape)
+    alg = AlgorithmInfo("ig", "zero")
+    out = tmp_path / "out"
+    written = [
+        *write_dicom_rgb(vol, attr, out, algorithm=alg),
+        *write_dicom_parametric_map(vol, attr, out, algorithm=alg),
+        *write_dicom_seg(vol, attr, out, algorithm=alg),
+    ]
+    for path in written:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.LossyImageCompression == "01", path.name
+        assert float(ds.LossyImageCompressionRatio) == 8.5, path.name
+        assert ds.LossyImageCompressionMethod == "ISO_10918_1", path.name
+    # and a lossless source gives "00" with neither ratio nor method
+    plain = read_dicom_series(
+        synth.write_series(tmp_path / "plain", synth.SeriesSpec(n=4))[0].parent
+    )
+    for path in write_dicom_rgb(plain, attr, tmp_path / "o2", algorithm=alg)[:1]:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.LossyImageCompression == "00" and "LossyImageCompressionRatio" not in ds

@@ -38,7 +38,13 @@ CHROMIUM_FLAGS = [
 
 
 def _paths(derived) -> dict[str, list[Path]]:
-    return {"source": derived.source, "rgb": derived.rgb, "pm": [derived.pm], "seg": [derived.seg]}
+    return {
+        "source": derived.source,
+        "rgb": derived.rgb,
+        "pm": [derived.pm],
+        "pm_negative": [derived.pm_negative],
+        "seg": [derived.seg],
+    }
 
 
 def _c_store(orthanc, paths: list[Path]) -> None:
@@ -69,7 +75,7 @@ def _stow(orthanc, paths: list[Path]) -> None:
 
 
 def _check_study(orthanc, derived) -> None:
-    """QIDO-RS finds the four series in the source study; WADO-RS returns identical pixels."""
+    """QIDO-RS finds the five series in the source study; WADO-RS returns identical pixels."""
     from dicomweb_client.api import DICOMwebClient
 
     client = DICOMwebClient(url=f"{orthanc.url}/dicom-web")
@@ -182,7 +188,7 @@ def test_overlay_shows_in_the_web_viewer(orthanc, tmp_path, synth):
         vol,
         attr,
         tmp_path / "out",
-        window=(-250.0, 350.0),
+        window="50/600",  # -250 to 350 HU
         algorithm=AlgorithmInfo("integrated_gradients", "zero"),
     )
     _c_store(orthanc, sorted((tmp_path / "src").iterdir()) + rgb)

@@ -6,6 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from medattr.errors import InputError
 from medattr.io import AlgorithmInfo, read_dicom_series, write_dicom_rgb
 from medattr.render import robust_limit, window_limits
 
@@ -16,9 +17,14 @@ def test_one_instance_per_slice_ascending_in_the_source_geometry(derived):
     assert len(datasets) == derived.volume.spatial_shape[2]
     normal = np.cross(ref.affine_lps[:3, 0], ref.affine_lps[:3, 1])
     heights = []
+    source_numbers = {
+        d.SOPInstanceUID: d.InstanceNumber for d in map(pydicom.dcmread, derived.source)
+    }
     for k, ds in enumerate(datasets):
         assert ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage
-        assert ds.InstanceNumber == k + 1
+        # image n of the source is image n of the overlay (the fixture numbers against z)
+        assert ds.InstanceNumber == source_numbers[ref.slices[k].sop_instance_uid] == 12 - k
+        assert derived.rgb[k].name == f"overlay_rgb_{12 - k:04d}.dcm"
         assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
         assert (ds.Rows, ds.Columns) == (40, 48)
         np.testing.assert_allclose(
@@ -79,23 +85,95 @@ def test_oblique_series_positions_follow_the_source(tmp_path, synth):
         )
 
 
-def test_source_window_option(derived, tmp_path):
-    with pytest.raises(ValueError, match="window must be"):
-        write_dicom_rgb(
-            derived.volume,
-            derived.attribution,
-            tmp_path,
-            algorithm=derived.algorithm,
-            window="auto",
-        )
-    # the synthetic source has no WindowCenter: falls back to percentiles
+def _gray_window(path, anatomy: np.ndarray, quiet: np.ndarray) -> tuple[float, float]:
+    """The (low, high) window a gray RGB slice was rendered with, fitted to its anatomy."""
+    rgb = pydicom.dcmread(path).pixel_array.astype(float)[..., 0]
+    inside = quiet & (rgb > 2) & (rgb < 253)  # unclipped gray pixels
+    slope, intercept = np.polyfit(anatomy[inside], rgb[inside], 1)
+    return -intercept / slope, (255.0 - intercept) / slope
+
+
+def test_anatomy_window_comes_from_the_source_by_default(tmp_path, synth):
+    paths = synth.write_series(tmp_path / "src", synth.SeriesSpec(n=4))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.WindowCenter, ds.WindowWidth = [40, 350], [400, 1500]  # the first is the default
+        ds.save_as(path, enforce_file_format=True)
+    vol = read_dicom_series(tmp_path / "src")
+    attr = np.zeros(vol.spatial_shape, np.float32)
+    anatomy = vol.array[0, :, :, 1].T
+    quiet = np.ones_like(anatomy, bool)
+    alg = AlgorithmInfo("ig", "zero")
+    cases = {
+        "source": (-160.0, 240.0),  # 40/400, not the percentiles
+        None: (-160.0, 240.0),
+        "lung": (-1350.0, 150.0),  # -600/1500
+        "-100/300": (-250.0, 50.0),
+        (300.0, 1000.0): (-200.0, 800.0),
+    }
+    for window, (lo, hi) in cases.items():
+        out = tmp_path / f"out{len(str(window))}"
+        written = write_dicom_rgb(vol, attr, out, algorithm=alg, window=window)
+        got = _gray_window(written[1], anatomy, quiet)
+        np.testing.assert_allclose(got, (lo, hi), atol=0.01 * (hi - lo), err_msg=str(window))
+        assert f"{(lo + hi) / 2:g}/{hi - lo:g}" in pydicom.dcmread(written[1]).DerivationDescription
+    # "percentile" reproduces the old 0.5-99.5 percentile window
+    written = write_dicom_rgb(vol, attr, tmp_path / "pct", algorithm=alg, window="percentile")
+    got = _gray_window(written[1], anatomy, quiet)
+    lo, hi = window_limits(vol.array[0])
+    np.testing.assert_allclose(got, (lo, hi), atol=0.01 * (hi - lo))
+
+
+def test_bad_window_is_refused_before_writing(derived, tmp_path):
+    for bad in ("auto", "40/-400", (1.0,), "abc/def"):
+        with pytest.raises(InputError, match="window"):
+            write_dicom_rgb(
+                derived.volume,
+                derived.attribution,
+                tmp_path / "bad",
+                algorithm=derived.algorithm,
+                window=bad,
+            )
+    assert not (tmp_path / "bad").exists()
+
+
+def test_without_a_source_window_the_percentiles_are_used(derived, tmp_path):
     paths = write_dicom_rgb(
-        derived.volume,
-        derived.attribution,
-        tmp_path / "w",
-        algorithm=derived.algorithm,
-        window="source",
+        derived.volume, derived.attribution, tmp_path / "w", algorithm=derived.algorithm
     )
     np.testing.assert_array_equal(
         pydicom.dcmread(paths[0]).pixel_array, pydicom.dcmread(derived.rgb[0]).pixel_array
     )
+    assert "(percentile)" in pydicom.dcmread(paths[0]).DerivationDescription
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_instance_numbers_run_like_the_source_on_a_resampled_grid(tmp_path, synth, order):
+    spec = synth.SeriesSpec(n=7)
+    positions = [p for k, p in enumerate(spec.positions) if k != 3]  # a gap: resampled
+    synth.write_series(
+        tmp_path / "src", synth.SeriesSpec(n=6, positions=positions), instance_order=order
+    )
+    vol = read_dicom_series(tmp_path / "src", resample=True)
+    paths = write_dicom_rgb(
+        vol,
+        np.zeros(vol.spatial_shape, np.float32),
+        tmp_path / "out",
+        algorithm=AlgorithmInfo("ig", "zero"),
+    )
+    numbers = [pydicom.dcmread(p).InstanceNumber for p in paths]  # ascending along z
+    expected = list(range(1, len(paths) + 1))
+    assert numbers == (expected if order == "ascending" else expected[::-1])
+
+
+def test_instance_numbers_follow_an_enhanced_sources_frames(tmp_path, synth):
+    spec = synth.SeriesSpec(n=5)
+    synth.write_enhanced(tmp_path / "enh" / "ct.dcm", spec, descending=True)
+    vol = read_dicom_series(tmp_path / "enh")
+    paths = write_dicom_rgb(
+        vol,
+        np.zeros(vol.spatial_shape, np.float32),
+        tmp_path / "out",
+        algorithm=AlgorithmInfo("ig", "zero"),
+    )
+    assert [pydicom.dcmread(p).InstanceNumber for p in paths] == [5, 4, 3, 2, 1]

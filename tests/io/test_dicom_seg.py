@@ -93,3 +93,45 @@ def test_bad_segmentation_type(derived, tmp_path):
             algorithm=derived.algorithm,
             segmentation_type="LABELMAP",
         )
+
+
+def test_segment_covers_the_full_source_grid(derived):
+    """One frame per source slice, empty ones kept: dcmqi and Slicer then return the source's
+    shape instead of the few slices the segment touches."""
+    ds = pydicom.dcmread(derived.seg)
+    k = derived.volume.spatial_shape[2]
+    touched = int(top_percent_mask(derived.attribution, 1.0).any(axis=(0, 1)).sum())
+    assert touched < k  # the fixture's segment leaves slices empty
+    assert int(ds.NumberOfFrames) == k
+    frames = ds.pixel_array.reshape(k, -1)
+    assert int((frames.sum(axis=1) == 0).sum()) == k - touched
+
+
+@pytest.mark.parametrize(
+    ("sign", "rgb"), [("positive", (215, 48, 39)), ("negative", (33, 102, 172))]
+)
+def test_recommended_display_colour_and_creator(derived, tmp_path, sign, rgb):
+    [path] = write_dicom_seg(
+        derived.volume, derived.attribution, tmp_path, algorithm=derived.algorithm, sign=sign
+    )
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    lab = ds.SegmentSequence[0].RecommendedDisplayCIELabValue
+    assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == rgb
+    assert str(ds.ContentCreatorName) == "medattr^"
+    [custom] = write_dicom_seg(
+        derived.volume,
+        derived.attribution,
+        tmp_path / "c",
+        algorithm=derived.algorithm,
+        display_color=(0, 255, 0),
+    )
+    lab = pydicom.dcmread(custom).SegmentSequence[0].RecommendedDisplayCIELabValue
+    assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == (0, 255, 0)
+    with pytest.raises(InputError, match="display_color"):
+        write_dicom_seg(
+            derived.volume,
+            derived.attribution,
+            tmp_path / "bad",
+            algorithm=derived.algorithm,
+            display_color=(0, 300, 0),
+        )

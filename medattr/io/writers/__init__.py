@@ -40,10 +40,15 @@ Stage = Callable[[str], Path]
 
 
 class StudyOutput(Protocol):
-    """What a writer gets: an explained study (the explainer's ``StudyResult``)."""
+    """What a writer gets: an explained study (the explainer's ``StudyResult``).
+
+    ``attribution`` is the exact (adjoint) mapping to the source grid, for numbers;
+    ``display`` is what a person should see (the smooth mapping unless configured otherwise).
+    """
 
     volume: Volume
     attribution: np.ndarray
+    display: np.ndarray
     baseline_source: np.ndarray | None
     anatomy: np.ndarray
     explanation: Any

@@ -49,4 +49,5 @@ class NiftiWriter(Writer):
             per_channel[source.name] = fname
         if per_channel:
             outputs["attribution_nifti_channels"] = per_channel
+        outputs["mapping"] = {"nifti": "adjoint"}
         return outputs
