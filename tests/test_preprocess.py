@@ -162,7 +162,7 @@ def test_explained_fine_grid_study_shows_its_lesion_as_a_region() -> None:
     """The shipped 4 mm phantom classifier on a 1.25 mm x 1.25 mm x 3 mm study of a lesion."""
     from scipy import ndimage
 
-    from medattr.pipeline import ExplainConfig, Explainer
+    from medattr import ExplainConfig, Explainer
     from medattr.synthetic import make_phantom
 
     study = make_phantom(3, lesion=True, shape=(150, 150, 60), spacing=(1.25, 1.25, 3.0))
@@ -180,6 +180,11 @@ def test_explained_fine_grid_study_shows_its_lesion_as_a_region() -> None:
         largest[mapping.value] = np.bincount(labels.ravel())[1:].max() / strong.sum()
     assert largest["smooth"] > 0.9  # one region carries the lesion's attribution
     assert largest["adjoint"] < 0.2  # the exact adjoint scatters it over dots
+    # what the explainer hands to the PNG and DICOM writers is the smooth one; NIfTI: adjoint
+    smooth = explainer.preprocessor.attribution_to_source(model_attr, result.pre, "smooth")[0]
+    np.testing.assert_allclose(result.display, smooth, rtol=1e-5, atol=1e-9)
+    adjoint = explainer.preprocessor.attribution_to_source(model_attr, result.pre, "adjoint")[0]
+    np.testing.assert_allclose(result.attribution, adjoint, rtol=1e-5, atol=1e-9)
 
 
 def test_unknown_mapping_is_an_input_error(setup: tuple[Preprocessor, Volume]) -> None:
