@@ -25,6 +25,7 @@ __all__ = [
     "CSV_COLUMNS",
     "RECORD_NAME",
     "VOLATILE_CONFIG_KEYS",
+    "aggregate_timings",
     "hash_outputs",
     "read_record",
     "run_fingerprint",
@@ -148,6 +149,23 @@ def _csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def aggregate_timings(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Seconds per stage over the studies computed in this run (``status == "done"``): the
+    total, the mean and the number of studies, by stage (load, preprocess, baseline,
+    attribution, map back, each writer)."""
+    per: dict[str, list[float]] = {}
+    for row in rows:
+        if row.get("status") != "done":
+            continue
+        for stage, seconds in (row.get("timings_s") or {}).items():
+            if isinstance(seconds, int | float):
+                per.setdefault(stage, []).append(float(seconds))
+    return {
+        stage: {"total": round(sum(v), 4), "mean": round(sum(v) / len(v), 4), "studies": len(v)}
+        for stage, v in per.items()
+    }
+
+
 def write_summary(
     out_dir: Path, header: Mapping[str, Any], rows: list[dict[str, Any]], stem: str
 ) -> dict[str, Any]:
@@ -159,6 +177,7 @@ def write_summary(
         **header,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
+        "timings_s": aggregate_timings(rows),
         "studies": rows,
     }
     atomic_write_text(out_dir / f"{stem}.json", json.dumps(doc, indent=2, default=str) + "\n")

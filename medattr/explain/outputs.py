@@ -33,9 +33,11 @@ def write_outputs(
     outputs: dict[str, Any] = {}
     with staged_directory(out_dir) as stage:
         for name in result.config.formats:
+            t_writer = time.perf_counter()
             cls = get_writer(name)
             writer = cls.from_settings(result.config.settings_for(cls))
             merge_outputs(outputs, writer.write(result, stage))
+            result.timings[f"write:{name}"] = time.perf_counter() - t_writer
         result.timings["write"] = time.perf_counter() - t
         manifest = explainer.manifest(result, outputs)
         if extra_manifest:
