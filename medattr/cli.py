@@ -277,6 +277,14 @@ def _add_explain_cohort_parser(sub: Any) -> None:
         action="store_true",
         help="DICOM studies: resample irregular series onto a regular grid instead of failing",
     )
+    g.add_argument(
+        "--prefetch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="studies read and prepared ahead in background threads while one is attributed "
+        "(its predecessor is written meanwhile); 0 for one study at a time",
+    )
     _add_explain_options(p, cohort=True)
 
 
@@ -305,7 +313,9 @@ def _cmd_explain_cohort(args: argparse.Namespace) -> int:
     config.device, created = init_process_group_from_env(config.device)
     try:
         explainer = Explainer(args.model, config, spec=args.model_spec)
-        runner = CohortRunner(explainer, args.out, progress=args.progress)
+        runner = CohortRunner(
+            explainer, args.out, progress=args.progress, prefetch=args.prefetch
+        )
         summary = runner(entries)
     finally:
         if created:

@@ -283,6 +283,8 @@ class CohortEvaluator:
         studies (the multi-GPU overlay sets it). Ignored when the inferer splits path points.
     progress
         Progress bar with ETA on stderr (rank 0).
+    prefetch
+        Studies read and prepared ahead while one is attributed (0: one at a time).
     """
 
     def __init__(
@@ -295,6 +297,7 @@ class CohortEvaluator:
         device: str | torch.device | None = None,
         sampler: Any = None,
         progress: bool | None = True,
+        prefetch: int = 1,
     ) -> None:
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device or "cpu")
         self.dataset = dataset
@@ -304,6 +307,7 @@ class CohortEvaluator:
         self.device = device
         self.sampler = sampler
         self.progress = None if progress is None else flag(progress, "progress")
+        self.prefetch = int(prefetch)
 
     def run(self) -> CohortSummary:
         """Run the cohort; returns its summary (also written to ``output_dir``)."""
@@ -325,6 +329,7 @@ class CohortEvaluator:
             explainer,
             self.output_dir,
             progress=self.progress,
+            prefetch=self.prefetch,
             reader=self._read,
             writer=partial(self.postprocessing, explainer=explainer),
         )

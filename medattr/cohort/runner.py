@@ -52,6 +52,7 @@ from medattr.cohort.distributed import (
     broadcast_object,
     rank_and_world,
 )
+from medattr.cohort.pipelined import run_pipelined
 from medattr.cohort.records import (
     RECORD_NAME,
     hash_outputs,
@@ -136,6 +137,10 @@ class CohortRunner:
         read options.
     writer
         ``(result, out_dir, extra_manifest=...) -> manifest``; default ``explainer.write``.
+    prefetch
+        Studies read and prepared ahead in background threads while the current one is
+        attributed, the previous one being written meanwhile (0: one study at a time). Not
+        used when ranks split each study's path points.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class CohortRunner:
         split: str | None = None,
         reader: Reader | None = None,
         writer: Writer | None = None,
+        prefetch: int = 0,
     ) -> None:
         configured = "paths" if explainer.config.distributed_paths else "studies"
         split = configured if split is None else split
@@ -163,6 +169,9 @@ class CohortRunner:
         self.split = split
         self.reader = reader or _read_entry
         self.writer = writer or explainer.write
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise InputError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        self.prefetch = prefetch
         self._assets = explainer.assets()
 
     # ------------------------------------------------------------------ public
@@ -195,18 +204,24 @@ class CohortRunner:
         stem = f".{SUMMARY_STEM}.rank{rank}" if share else SUMMARY_STEM
         own = [entries[i].study_id for i in mine]
         bar = self._bar(len(mine), show=rank == 0)
-        failed = 0
+        counted = {"failed": 0}
+
+        def report(row: dict[str, Any]) -> None:
+            rows[row["study_id"]] = row
+            counted["failed"] += row["status"] == "failed"
+            if self._writes:
+                listed = [rows[s] for s in own] if share else list(rows.values())
+                write_summary(out, self._header, listed, stem)
+            if bar is not None:
+                bar.set_postfix(failed=counted["failed"], refresh=False)
+                bar.update(1)
+
         try:
-            for i in mine:
-                row = self._study(entries[i], rank, world)
-                rows[row["study_id"]] = row
-                failed += row["status"] == "failed"
-                if self._writes:
-                    listed = [rows[s] for s in own] if share else list(rows.values())
-                    write_summary(out, self._header, listed, stem)
-                if bar is not None:
-                    bar.set_postfix(failed=failed, refresh=False)
-                    bar.update(1)
+            if self.prefetch > 0 and not (world > 1 and self.split == "paths"):
+                run_pipelined(self, [entries[i] for i in mine], rank, report)
+            else:
+                for i in mine:
+                    report(self._study(entries[i], rank, world))
         finally:
             if bar is not None:
                 bar.close()
@@ -229,6 +244,25 @@ class CohortRunner:
     # ---------------------------------------------------------------- studies
     def _study(self, e: CohortEntry, rank: int, world: int) -> dict[str, Any]:
         t0 = time.perf_counter()
+        row = self.check(e, rank, world)
+        if row["status"] == "skipped":
+            return row
+        try:
+            loaded = self.load(e)
+            result = self.compute(loaded)
+            if self._writes:
+                self._write(e, result, row, t0)
+            else:
+                row.update(_numbers(result))
+            row["status"] = "done"
+        except Exception as exc:  # any failure of one study must not stop the others
+            self.fail(row, e, exc)
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
+
+    def check(self, e: CohortEntry, rank: int = 0, world: int = 1) -> dict[str, Any]:
+        """The study's row: ``skipped`` when its outputs are complete and verified, else
+        ``pending`` with the fingerprint its outputs will carry."""
         fp = self.fingerprint(e)
         study_dir = self.out_dir / e.study_id
         if world > 1 and self.split == "paths":
@@ -238,28 +272,32 @@ class CohortRunner:
         if record is not None:
             log.debug("%s: complete, skipped", e.study_id)
             return {**_row_from(record), "status": "skipped", "rank": rank}
-        row = {**_pending(e), "fingerprint": fp, "rank": rank}
-        try:
-            t = time.perf_counter()
-            volume = self.reader(e)
-            self.explainer.check_formats(volume)
-            read_s = time.perf_counter() - t
-            result = self.explainer.explain(volume)
-            result.timings = {"read": read_s, **result.timings}
-            if self._writes:
-                self._write(e, result, row, t0)
-            else:
-                row.update(_numbers(result))
-            row["status"] = "done"
-        except InputError as exc:
-            row.update(status="failed", error=_clean_error(exc, e))
-        except Exception as exc:  # any other failure of one study must not stop the others
-            log.debug("%s failed", e.study_id, exc_info=True)
-            row.update(status="failed", error=_clean_error(exc, e))
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        if row["status"] == "failed":
-            log.warning("%s failed: %s", e.study_id, row["error"])
-        return row
+        return {**_pending(e), "fingerprint": fp, "rank": rank}
+
+    def load(self, e: CohortEntry) -> tuple[Volume, Any, dict[str, float]]:
+        """Read and prepare one study (safe to run in a background thread)."""
+        t = time.perf_counter()
+        volume = self.reader(e)
+        self.explainer.check_formats(volume)
+        read_s = time.perf_counter() - t
+        t = time.perf_counter()
+        prepared = self.explainer.prepare(volume)
+        return volume, prepared, {"read": read_s, "preprocess": time.perf_counter() - t}
+
+    def compute(self, loaded: tuple[Volume, Any, dict[str, float]]) -> StudyResult:
+        """Attribute a loaded study (on this thread: the device's)."""
+        volume, prepared, timings = loaded
+        result = self.explainer.explain(volume, prepared)
+        result.timings = {**result.timings, **timings}
+        result.timings = {"read": timings["read"], **result.timings}
+        return result
+
+    def fail(self, row: dict[str, Any], e: CohortEntry, exc: BaseException) -> None:
+        """Mark ``row`` failed with the error's type and message (no traceback, no paths)."""
+        if not isinstance(exc, InputError):
+            log.debug("%s failed", e.study_id, exc_info=exc)
+        row.update(status="failed", error=_clean_error(exc, e))
+        log.warning("%s failed: %s", e.study_id, row["error"])
 
     def _write(self, e: CohortEntry, result: StudyResult, row: dict[str, Any], t0: float) -> None:
         """Outputs, manifest and record into a hidden directory, then renamed into place."""

@@ -326,20 +326,26 @@ class Explainer:
         return info
 
     # --------------------------------------------------------------------- run
-    def explain(self, volume: Volume) -> StudyResult:
+    def prepare(self, volume: Volume) -> Preprocessed:
+        """The study on the model grid (what :meth:`explain` starts from; a cohort prepares
+        the next study while the current one is attributed)."""
+        return self.preprocessor(volume)
+
+    def explain(self, volume: Volume, prepared: Preprocessed | None = None) -> StudyResult:
         """Compute the attribution of one study (nothing is written).
 
-        The model runs in eval mode with its parameters frozen for the call; a module given by
-        the caller gets its train/eval mode and ``requires_grad`` flags back afterwards.
+        ``prepared`` is the study already on the model grid (:meth:`prepare`). The model runs
+        in eval mode with its parameters frozen for the call; a module given by the caller gets
+        its train/eval mode and ``requires_grad`` flags back afterwards.
         """
         with evaluating(self.model.module):
-            return self._explain(volume)
+            return self._explain(volume, prepared)
 
-    def _explain(self, volume: Volume) -> StudyResult:
+    def _explain(self, volume: Volume, prepared: Preprocessed | None) -> StudyResult:
         c = self.config
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        pre = self.preprocessor(volume)
+        pre = prepared if prepared is not None else self.prepare(volume)
         x = pre.image.to(self.device)
         valid = pre.valid.to(self.device)
         timings["preprocess"] = time.perf_counter() - t

@@ -48,7 +48,10 @@ class StudyOutput(Protocol):
 
     volume: Volume
     attribution: np.ndarray
-    display: np.ndarray
+
+    @property
+    def display(self) -> np.ndarray: ...
+
     baseline_source: np.ndarray | None
     anatomy: np.ndarray
     explanation: Any
