@@ -132,5 +132,5 @@ def write_dicom_parametric_map(
     with staged_series(out_dir, filename[:-4] if filename.endswith(".dcm") else filename) as stage:
         pm.save_as(stage(filename), enforce_file_format=True)
     path = Path(out_dir) / filename
-    logger.info("wrote Parametric Map (%d frames) to %s", frames.shape[0], path)
+    logger.debug("Parametric Map (%d frames) saved as %s", frames.shape[0], path)
     return [path]

@@ -174,7 +174,7 @@ def write_dicom_rgb(
             name = f"{prefix}{index + 1:04d}.dcm"
             sc.save_as(stage(name), enforce_file_format=True)
             paths.append(Path(out_dir) / name)
-    logger.info("wrote RGB overlay series (%d slices) to %s", len(paths), out_dir)
+    logger.debug("RGB overlay series (%d slices) saved in %s", len(paths), out_dir)
     return paths
 
 
