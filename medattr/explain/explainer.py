@@ -21,13 +21,24 @@ import torch
 
 from medattr import baselines
 from medattr._baseline import Baseline, BaselineContext, BaselineSetup
+from medattr._fs import check_free_space, probe_output_dir
 from medattr.attribution import Explanation, PathAttribution
-from medattr.errors import InputError, ModelError
+from medattr.errors import InputError, ModelError, ResourceError
+from medattr.explain.checks import (
+    check_path_point,
+    check_prepared,
+    check_volume,
+    describe_model_failure,
+    output_bytes,
+)
 from medattr.explain.config import ExplainConfig
+from medattr.explain.outputs import written_paths
+from medattr.failures import is_out_of_memory
 from medattr.io import read_volume
 from medattr.models import LoadedModel, ModelSpec, load_model
 from medattr.preprocess import Preprocessed, Preprocessor
 from medattr.targets import (
+    BoundTarget,
     ClassTarget,
     SegmentationTarget,
     Target,
@@ -230,9 +241,15 @@ class Explainer:
         try:
             with torch.no_grad():
                 out = self.model.module(x)
-        except RuntimeError as exc:
+        except Exception as exc:  # torch.jit.Error is not a RuntimeError
+            if is_out_of_memory(exc):
+                raise ResourceError(
+                    f"the model does not fit in the memory free on {x.device} for an input of "
+                    f"shape {tuple(x.shape)}"
+                ) from exc
             raise ModelError(
-                f"the model fails on the prepared input of shape {tuple(x.shape)}: {exc}",
+                f"the model fails on the prepared input of shape {tuple(x.shape)}: "
+                f"{describe_model_failure(exc)}",
                 self.model.path,
             ) from exc
         if not isinstance(out, torch.Tensor):
@@ -277,15 +294,36 @@ class Explainer:
         return info
 
     # --------------------------------------------------------------------- run
+    def validate(self, volume: Volume, pre: Preprocessed, x: torch.Tensor) -> BoundTarget:
+        """Everything checked before the baseline and the attribution: the prepared input, the
+        model's output on it (:meth:`check_model`) and one forward and backward pass on two
+        path points that must fit in memory (see :mod:`medattr.explain.checks`); returns the
+        target bound at the input."""
+        check_prepared(pre, volume, self.model.spec)
+        method = self.method()
+        out_x = self.check_model(x)
+        _, bound = bind_target(self.target(), out_x)
+        check_path_point(method, x, bound, self.model.path)
+        return bound
+
     def explain(self, volume: Volume) -> StudyResult:
-        """Compute the attribution of one study (nothing is written)."""
+        """Compute the attribution of one study (nothing is written).
+
+        The volume, the prepared input, the model and the memory one path point needs are
+        checked (:meth:`validate`) before the baseline is made.
+        """
         c = self.config
         timings: dict[str, float] = {}
         t = time.perf_counter()
+        check_volume(volume)
         pre = self.preprocessor(volume)
         x = pre.image.to(self.device)
         valid = pre.valid.to(self.device)
         timings["preprocess"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        bound = self.validate(volume, pre, x)
+        timings["checks"] = time.perf_counter() - t
 
         t = time.perf_counter()
         method = self.method()
@@ -295,8 +333,6 @@ class Explainer:
         study_baselines: Any
         if method.baseline_kind == "single":
             baseline = self.make_baseline(volume)
-            out_x = self.check_model(x)
-            _, bound = bind_target(target, out_x)
             res = baseline.generate(
                 x,
                 BaselineContext(spacing=pre.spacing, forward_func=self.model.module, target=bound),
@@ -305,7 +341,6 @@ class Explainer:
             baseline_info = {**baseline.describe(), **res.info, **self._baseline_check(b, target)}
             study_baselines = b
         else:
-            self.check_model(x)
             study_baselines = baselines.reference_bank(
                 c.references, self.preprocessor, c.seed, self.device
             )
@@ -317,7 +352,15 @@ class Explainer:
         timings["baseline"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        exp = method.explain_study(x, study_baselines, target, c.values())
+        try:
+            exp = method.explain_study(x, study_baselines, target, c.values())
+        except FloatingPointError as exc:
+            hint = "; try --amp bf16" if c.amp == "fp16" else "; try another baseline"
+            raise ModelError(
+                "the model's gradients are NaN or infinite at points along the path from the "
+                f"baseline to the input (it is not differentiable there){hint}",
+                self.model.path,
+            ) from exc
         timings["attribution"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -358,14 +401,23 @@ class Explainer:
         out_dir: str | os.PathLike[str],
         **read_options: Any,
     ) -> dict[str, Any]:
-        """Read, explain and write one study; returns the manifest."""
+        """Read, explain and write one study; returns the manifest.
+
+        The output directory is probed (it can be created and written) before the input is
+        read, and its free space checked before any work; the final paths are logged.
+        """
+        probe_output_dir(out_dir)
         t = time.perf_counter()
         volume = read_volume(input_path, **read_options)
         self.check_formats(volume)
+        check_free_space(out_dir, output_bytes(volume, self.config.formats))
         load = time.perf_counter() - t
         result = self.explain(volume)
         result.timings = {"read": load, **result.timings}
-        return self.write(result, out_dir)
+        manifest = self.write(result, out_dir)
+        for name in written_paths(manifest):
+            log.info("wrote %s", os.path.join(out_dir, name))
+        return manifest
 
 
 def _loaded(
