@@ -112,11 +112,8 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_identifier_memory() -> Iterator[None]:
     """Each case starts with no identifiers remembered from earlier cases' DICOM reads."""
-    try:
-        from medattr.phi import forget_identifiers
-    except ImportError:  # the base of issue 12 has no sanitiser yet
-        yield
-        return
+    from medattr.phi import forget_identifiers
+
     forget_identifiers()
     yield
     forget_identifiers()
@@ -214,9 +211,8 @@ class Case:
         monkeypatch.setattr(PathAttribution, "explain_study", counted_explain)
 
     # ------------------------------------------------------------------ runs
-    def cli(self, *argv: str | Path, out: Path | None = None, log: bool = False) -> Outcome:
-        """``medattr ARGV`` in this process (``--log-file`` added when ``log``; the base of
-        issue 12 has no ``--log-file`` yet)."""
+    def cli(self, *argv: str | Path, out: Path | None = None, log: bool = True) -> Outcome:
+        """``medattr ARGV`` in this process (``--log-file`` added when ``log``)."""
         from medattr.cli import main
 
         args = [str(a) for a in argv]

@@ -26,8 +26,8 @@ cohort failed; 1 an internal error, reported with a hint to report it; 130 inter
 output directory is not created, or left exactly as it was); the **inputs are byte-identical**
 afterwards; and **no planted patient identifier** (the test series' name, ID and birth date,
 also planted in NIfTI headers) appears in stdout, stderr, the log file, the manifest or the
-cohort summaries — on success and on failure. Cases marked *issue 12* reproduce the failures
-reported there (each failed on the code before the fix).
+cohort summaries — on success and on failure. Cases marked *issue 12* are the failures
+reported there; each of them failed this suite on the code before the fix.
 
 How medattr keeps these promises:
 

@@ -22,17 +22,27 @@ reliability = pytest.mark.reliability
 FAST = ["--steps", "4", "--device", "cpu", "--no-progress", "--format", "nifti"]
 
 
+def _logged(case: Case, argv: list[str]) -> list[str]:
+    case.log_path.parent.mkdir(parents=True, exist_ok=True)
+    return [*MEDATTR, "--log-file", str(case.log_path), *argv]
+
+
+def _log(case: Case) -> str:
+    return case.log_path.read_text() if case.log_path.exists() else ""
+
+
 def _run(case: Case, argv: list[str], out: Path, **kw: object) -> Outcome:
     t = time.perf_counter()
     proc = subprocess.run(
-        [*MEDATTR, *argv],
+        _logged(case, argv),
         env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=600,
         **kw,  # type: ignore[arg-type]
     )
-    return Outcome(proc.returncode, proc.stdout, proc.stderr, out, "", time.perf_counter() - t)
+    seconds = time.perf_counter() - t
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, out, _log(case), seconds)
 
 
 @reliability(
@@ -135,7 +145,7 @@ def test_kill_9_then_resume(case: Case, tiny_model: Path, tmp_path: Path) -> Non
     argv = ["explain-cohort", str(datalist), "--model", str(tiny_model), "--out", str(out)]
     argv += ["--steps", "32", "--format", "nifti", "--device", "cpu", "--no-progress"]
     proc = subprocess.Popen(
-        [*MEDATTR, *argv],
+        _logged(case, argv),
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -153,7 +163,7 @@ def test_kill_9_then_resume(case: Case, tiny_model: Path, tmp_path: Path) -> Non
     stdout, stderr = proc.communicate(timeout=60)
     assert killed is not None, f"the run ended before it could be killed:\n{stderr}"
     assert proc.returncode == -signal.SIGKILL
-    first = Outcome(proc.returncode, stdout, stderr, out)
+    first = Outcome(proc.returncode, stdout, stderr, out, _log(case))
     case.no_identifiers(first)
     after_kill = json.loads((out / "cohort_summary.json").read_text())
     finished = [r["study_id"] for r in after_kill["studies"] if r["status"] == "done"]
