@@ -5,10 +5,10 @@ explained with the shipped brain classifier (``builtin:mni``), IG with a blur ba
 NIfTI and PNG outputs, by ``medattr.cohort.CohortRunner`` with ``prefetch=0`` (read, explain,
 write, one study after the other) and ``prefetch=N`` (the next studies read and prepared in
 background threads while one is attributed, the previous one written meanwhile). Each run
-starts from an empty output directory, after one uncounted warm-up; the two take turns for ``--rounds`` rounds (A B, then
-B A), so the ratio is measured under the same machine load. Reported: the wall time of each
-run (median over rounds), their ratio, and the fraction of the wall time spent in the
-attribution stage (the device's work) in each.
+starts from an empty output directory, after one uncounted warm-up; the two take turns for
+``--rounds`` rounds (A B, then B A), so the ratio is measured under the same machine load.
+Reported: the wall time of each run (median over rounds), their ratio, and the fraction of
+the wall time spent in the attribution stage (the device's work) in each.
 
 Examples
 --------

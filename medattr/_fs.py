@@ -20,7 +20,10 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_free_space",
+    "human_size",
     "partial_directory",
+    "probe_output_dir",
     "replace_directory",
     "staged_directory",
 ]
@@ -152,3 +155,75 @@ def _relax_modes(path: Path) -> None:
             os.chmod(sub, _DIR_MODE if sub.is_dir() else _FILE_MODE)
     elif path.is_file():
         os.chmod(path, _FILE_MODE)
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (as anything)."""
+    p = path.absolute()
+    while not os.path.lexists(p) and p.parent != p:
+        p = p.parent
+    return p
+
+
+def probe_output_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Check that ``out_dir`` can be created and written, leaving nothing behind.
+
+    The directory itself, or its closest existing ancestor, must be a directory in which a
+    (hidden, immediately removed) probe file can be created.
+
+    Raises
+    ------
+    InputError
+        If ``out_dir`` or one of its ancestors is an existing file.
+    ResourceError
+        If the file system refuses (permissions, read-only, full), naming the path.
+    """
+    from medattr.errors import InputError, ResourceError
+
+    out = Path(out_dir)
+    base = _nearest_existing(out)
+    if not base.is_dir():
+        if base == out.absolute():
+            raise InputError("the output path exists and is not a directory", out)
+        raise InputError(
+            f"the output directory cannot be created: {base} is a file, not a directory", out
+        )
+    where = (
+        "the output directory is not writable"
+        if base == out.absolute()
+        else (f"the output directory cannot be created in {base}")
+    )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".medattr-probe-", dir=base)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        raise ResourceError(f"{where} ({reason})", out) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_free_space(out_dir: str | os.PathLike[str], needed: int) -> None:
+    """Refuse (:class:`~medattr.errors.ResourceError`) when the file system of ``out_dir``
+    (or its closest existing ancestor) has less than ``needed`` bytes free."""
+    from medattr.errors import ResourceError
+
+    base = _nearest_existing(Path(out_dir))
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return  # cannot tell: the writers will find out
+    if free < needed:
+        raise ResourceError(
+            f"not enough free space for the outputs: about {human_size(needed)} needed, "
+            f"{human_size(free)} free (free some space or choose another output directory)",
+            out_dir,
+        )
+
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"`` (binary units, as messages about sizes print them)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover

@@ -1,7 +1,13 @@
 """The ``medattr`` command line.
 
-Exit status: 0 on success, 2 on bad arguments or bad input (a message naming the file and the
-problem; nothing is written), 1 on an internal error.
+Exit status (one mapping, :func:`medattr.failures.classify`): 0 on success; 2 when the user
+or the machine can fix it — bad arguments or input, a bad model, or the environment (a
+directory that cannot be written, a full disk, too little memory); a message names the file
+or option and the problem, and nothing is written; 3 when a cohort finished but some studies
+failed; 130 when interrupted; 1 on an internal error, with a hint to report it.
+
+Everything that leaves the process passes :mod:`medattr.phi` (no patient identifiers, no raw
+third-party text). Third-party loggers are shown from WARNING only, unless ``-v``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "configure_logging", "main"]
 
 log = logging.getLogger("medattr")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+"""Success, internal error, and every failure a user or the machine can fix (see
+:data:`medattr.failures.EXIT_CODES`)."""
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -54,8 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"medattr {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output: -v medattr's debug messages, tracebacks and third-party "
+        "messages; -vv everything",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="also write the log (with timestamps, at least medattr's INFO) to this file; "
+        "identifiers are redacted as on stderr",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -183,10 +205,10 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _check_out_dir(out: Path) -> None:
-    from medattr.errors import InputError
+    """The output directory can be created and written (probed before any work)."""
+    from medattr._fs import probe_output_dir
 
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a directory", out)
+    probe_output_dir(out)
 
 
 def _summary(manifest: dict[str, Any], out: Path) -> str:
@@ -313,9 +335,7 @@ def _cmd_explain_cohort(args: argparse.Namespace) -> int:
     config.device, created = init_process_group_from_env(config.device)
     try:
         explainer = Explainer(args.model, config, spec=args.model_spec)
-        runner = CohortRunner(
-            explainer, args.out, progress=args.progress, prefetch=args.prefetch
-        )
+        runner = CohortRunner(explainer, args.out, progress=args.progress, prefetch=args.prefetch)
         summary = runner(entries)
     finally:
         if created:
@@ -396,6 +416,63 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_HANDLERS: list[logging.Handler] = []
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False, log_file: Path | None = None) -> None:
+    """Log to stderr (``medattr: message``) and optionally to ``log_file``, every record
+    through :class:`medattr.phi.RedactingFilter`; third-party loggers (highdicom, pydicom,
+    MONAI …) and captured warnings from WARNING only, unless ``verbose``.
+
+    ``verbose=0``: medattr's INFO; ``1``: medattr's DEBUG and third-party INFO, tracebacks of
+    internal errors; ``2``: everything. ``quiet``: errors only on stderr.
+    """
+    from medattr.phi import RedactingFilter
+
+    root = logging.getLogger()
+    for h in _HANDLERS:
+        root.removeHandler(h)
+        h.close()
+    _HANDLERS.clear()
+    for h in list(root.handlers):  # what an earlier basicConfig left
+        root.removeHandler(h)
+    third_party = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else 0
+    own = logging.DEBUG if verbose else logging.INFO
+    root.setLevel(third_party or logging.DEBUG)  # third-party records below it are not made
+    logging.getLogger("medattr").setLevel(own)
+    logging.captureWarnings(True)
+
+    def add(handler: logging.Handler, fmt: str) -> None:
+        handler.setFormatter(logging.Formatter(fmt))
+        handler.addFilter(RedactingFilter(third_party_level=third_party))
+        root.addHandler(handler)
+        _HANDLERS.append(handler)
+
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.ERROR if quiet else logging.NOTSET)
+    add(stderr, "medattr: %(message)s")
+    if log_file is not None:  # after stderr: a log file that cannot be opened is reported there
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        add(
+            logging.FileHandler(log_file, encoding="utf-8"),
+            "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def _report(exc: BaseException, verbose: int) -> int:
+    """Log ``exc`` as its kind of failure (:func:`medattr.failures.classify`); the status."""
+    from medattr.failures import classify
+
+    failure = classify(exc)
+    if failure.kind == "internal" and verbose:
+        log.error("%s", failure.line(), exc_info=exc)
+    elif failure.kind == "internal":
+        log.error("%s; run with -v for the traceback", failure.line())
+    else:
+        log.error("%s", failure.line())
+    return failure.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medattr`` console script; returns the exit status."""
     parser = build_parser()
@@ -403,9 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for usage errors
         return int(exc.code or 0)
-    level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="medattr: %(message)s", stream=sys.stderr, force=True)
-    from medattr.errors import InputError
+    try:
+        configure_logging(args.verbose, args.quiet, args.log_file)
+    except OSError as exc:
+        return _report(exc, args.verbose)
 
     handlers = {
         "explain": _cmd_explain,
@@ -417,20 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except InputError as exc:
-        log.error("error: %s", exc)
-        return EXIT_INPUT
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    except Exception as exc:
-        if args.verbose:
-            log.exception("internal error")
-        else:
-            log.error(
-                "internal error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc
-            )
-        return EXIT_INTERNAL
+    except (Exception, KeyboardInterrupt) as exc:
+        return _report(exc, args.verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -157,7 +157,7 @@ class Preprocessor:
 
             raise VolumeError(
                 f"the model expects {self.spec.in_channels} channel(s), the volume has "
-                f"{volume.num_channels}",
+                f"{volume.num_channels}{_channel_hint(volume)}",
                 volume.source.path if volume.source else None,
             )
         image = self._spatial(self.intensity(volume.array), volume.affine)
@@ -359,6 +359,12 @@ def _parse_mapping(mapping: AttributionMapping | str) -> AttributionMapping:
     except ValueError:
         choices = ", ".join(repr(m.value) for m in AttributionMapping)
         raise InputError(f"mapping must be one of {choices}; got {mapping!r}") from None
+
+
+def _channel_hint(volume: Volume) -> str:
+    if volume.source is not None and volume.source.format == "nifti" and volume.num_channels > 1:
+        return " (a 4D NIfTI's last axis is read as channels)"
+    return ""
 
 
 def _as_channel_first(array: torch.Tensor | np.ndarray) -> torch.Tensor:

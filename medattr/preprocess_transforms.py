@@ -22,7 +22,7 @@ from monai.transforms import Compose, InvertibleTransform, Randomizable
 
 from medattr.errors import ModelError, VolumeError
 from medattr.models.spec import ModelSpec
-from medattr.preprocess import Preprocessed, Preprocessor, _as_channel_first
+from medattr.preprocess import Preprocessed, Preprocessor, _as_channel_first, _channel_hint
 from medattr.volume import Volume
 
 __all__ = ["TransformPreprocessor"]
@@ -108,7 +108,7 @@ class TransformPreprocessor(Preprocessor):
         if volume.num_channels != self.spec.in_channels:
             raise VolumeError(
                 f"the model expects {self.spec.in_channels} channel(s), the volume has "
-                f"{volume.num_channels}",
+                f"{volume.num_channels}{_channel_hint(volume)}",
                 volume.source.path if volume.source else None,
             )
         affine = torch.as_tensor(volume.affine, dtype=torch.float64)

@@ -74,7 +74,8 @@ class Setting:
         One sentence for ``--help`` and the docs.
     type
         Converter applied to every value given (``float``, ``int``, ``str``, ``bool`` or a
-        callable raising ``ValueError``/``TypeError`` on bad input). Lists: give ``nargs="+"``.
+        callable raising ``ValueError``/``TypeError`` on bad input; a callable's ``expected``
+        attribute, if any, says in words what it accepts). Lists: give ``nargs="+"``.
     choices
         Allowed values, if restricted.
     minimum, maximum
@@ -167,7 +168,11 @@ class Setting:
             str: "a string",
             bool: "true or false",
         }
-        what = names.get(self.type, getattr(self.type, "__name__", "a value"))
+        what = str(
+            names.get(self.type)
+            or getattr(self.type, "expected", None)
+            or getattr(self.type, "__name__", "a value")
+        )
         if self.type is int and self.minimum == 1:
             what = "a positive integer"
         return f"a list of {what}" if self.nargs == "+" else what

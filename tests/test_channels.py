@@ -90,8 +90,9 @@ def test_cli_takes_one_input_per_channel_and_writes_each(
     argv = ["explain", str(t1), "--input", str(flair), "--model", str(two_channel_model)]
     assert main([*argv, "--out", str(out), "--baseline", "zero", "--no-progress"]) == 0
     m = json.loads((out / "manifest.json").read_text())
-    files = m["outputs"]["attribution_nifti_channels"]
-    assert files == {"t1": "t1_attr_t1.nii.gz", "flair": "t1_attr_flair.nii.gz"}
+    files = {k.removeprefix("attribution_nifti_"): v for k, v in m["outputs"].items()}
+    assert files["t1"] == "t1_attr_t1.nii.gz" and files["flair"] == "t1_attr_flair.nii.gz"
+    assert m["display"]["mapping"]["nifti"] == "adjoint"
     flair_out = nib.load(str(out / files["flair"]))
     assert flair_out.shape == (12, 12, 8)
     np.testing.assert_allclose(flair_out.affine, nib.load(str(flair)).affine, atol=1e-5)
@@ -111,4 +112,4 @@ def test_a_4d_nifti_holds_channels_and_a_cohort_entry_lists_them(
     summary = CohortRunner(ex, tmp_path / "cohort")(entries)
     assert summary.counts["done"] == 1
     m = json.loads((tmp_path / "cohort" / "p1" / "manifest.json").read_text())
-    assert set(m["outputs"]["attribution_nifti_channels"]) == {"t1", "flair"}
+    assert {"attribution_nifti_t1", "attribution_nifti_flair"} <= set(m["outputs"])

@@ -222,7 +222,8 @@ def test_bad_inputs_exit_2_and_write_nothing(
     out = tmp_path / "never"
     cases = {}
     cases["missing"] = tmp_path / "missing.nii.gz"
-    cases["4d"] = _write(tmp_path / "four.nii.gz", np.zeros((6, 6, 6, 3), np.float32))
+    four = np.random.default_rng(1).normal(40, 60, (6, 6, 6, 3)).astype(np.float32)
+    cases["4d"] = _write(tmp_path / "four.nii.gz", four)
     nan = np.zeros((6, 6, 6), np.float32)
     nan[2, 2, 2] = np.nan
     cases["nan"] = _write(tmp_path / "nan.nii.gz", nan)
@@ -434,3 +435,41 @@ def test_demo_explains_the_embedded_study_with_the_shipped_models(
     share_of_mass = a[mask].sum() / a.sum()
     share_of_volume = mask.mean()
     assert share_of_mass > 10 * share_of_volume, (share_of_mass, share_of_volume)
+
+
+def test_logging_is_quiet_by_default_and_redacted_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from medattr.cli import configure_logging
+    from medattr.phi import forget_identifiers, remember
+
+    remember(["Doe^Jane"])
+    log_file = tmp_path / "logs" / "run.log"
+    try:
+        for verbose in (0, 1):
+            configure_logging(verbose, log_file=log_file)
+            logging.getLogger("highdicom.seg").info("chatty %d", verbose)
+            logging.getLogger("highdicom.seg").warning("worth a look %d", verbose)
+            logging.getLogger("medattr").info("study of Doe^Jane %d", verbose)
+            logging.getLogger("medattr").debug("details %d", verbose)
+            # what logging.captureWarnings makes of pydicom's warning (pytest intercepts the
+            # warnings machinery itself, so the record is made here as capture makes it)
+            logging.getLogger("py.warnings").warning(
+                "valuerep.py:440: UserWarning: Invalid value for VR DA: '%s'", "19700101120000"
+            )
+        configure_logging(0, quiet=True)
+        logging.getLogger("medattr").info("not shown")
+        logging.getLogger("medattr").error("shown")
+    finally:
+        forget_identifiers()
+        configure_logging(0)
+    err = capsys.readouterr().err
+    assert "chatty 0" not in err and "chatty 1" in err  # third-party INFO only with -v
+    assert "worth a look 0" in err and "details 0" not in err and "details 1" in err
+    assert "study of <redacted> 0" in err and "Jane" not in err
+    assert "19700101" not in err and "Invalid value for VR DA" in err  # captured warnings too
+    assert "not shown" not in err and "medattr: shown" in err
+    text = log_file.read_text()
+    assert "study of <redacted> 1" in text and "Jane" not in text and "19700101" not in text

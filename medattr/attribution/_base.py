@@ -236,7 +236,7 @@ class PathCall:
             chunk_sizes=list(result.chunk_sizes),
             oom_retries=result.oom_retries,
             baselines=baselines,
-            extras=dict(extras or {}),
+            extras={**(extras or {}), "engine_seconds": result.seconds},
         )
 
 

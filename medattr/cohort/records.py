@@ -20,6 +20,7 @@ from typing import Any
 
 from medattr._fs import atomic_write_text
 from medattr.models.loading import asset_sha256, file_sha256
+from medattr.phi import redact_json
 
 __all__ = [
     "CSV_COLUMNS",
@@ -51,6 +52,7 @@ CSV_COLUMNS = (
     "convergence_delta",
     "relative_delta",
     "error",
+    "error_kind",
     "output_dir",
 )
 
@@ -169,12 +171,14 @@ def aggregate_timings(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
 def write_summary(
     out_dir: Path, header: Mapping[str, Any], rows: list[dict[str, Any]], stem: str
 ) -> dict[str, Any]:
-    """Write ``<stem>.json`` and ``<stem>.csv`` atomically; returns the JSON document."""
+    """Write ``<stem>.json`` and ``<stem>.csv`` atomically (every string redacted, see
+    :func:`medattr.phi.redact_json`); returns the JSON document."""
     counts: dict[str, int] = {"done": 0, "skipped": 0, "failed": 0, "pending": 0}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
+    rows = redact_json(rows)
     doc = {
-        **header,
+        **redact_json(dict(header)),
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
         "timings_s": aggregate_timings(rows),

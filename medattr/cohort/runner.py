@@ -15,10 +15,12 @@ SHA-256 match) and recomputes the others; changing the method, baseline, steps, 
 outputs changes the fingerprint, while device, batch size and memory budget do not.
 
 Statuses: ``done`` (computed now), ``skipped`` (complete from an earlier run), ``failed``
-(the error's type and message, no traceback, the input path replaced by ``<input>``) and
-``pending`` (not reached yet). Under ``torchrun`` the studies are shared by rank (``split=
-"studies"``), or every rank works on every study, splitting its path points
-(``split="paths"``, when the explainer's ``config.distributed_paths`` is set).
+(``error``: the error's type and message, no traceback, the input path replaced by
+``<input>``, identifiers redacted and third-party text withheld; ``error_kind``: who can fix
+it, see :func:`medattr.failures.classify`) and ``pending`` (not reached yet). Under
+``torchrun`` the studies are shared by rank (``split="studies"``), or every rank works on
+every study, splitting its path points (``split="paths"``, when the explainer's
+``config.distributed_paths`` is set).
 
 Examples
 --------
@@ -44,7 +46,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medattr._fs import atomic_write_text, partial_directory, replace_directory
+from medattr._fs import (
+    atomic_write_text,
+    partial_directory,
+    probe_output_dir,
+    replace_directory,
+)
 from medattr._version import __version__
 from medattr.cohort.datalist import CohortEntry, load_cohort
 from medattr.cohort.distributed import (
@@ -60,9 +67,11 @@ from medattr.cohort.records import (
     verify_study,
     write_summary,
 )
-from medattr.errors import InputError
+from medattr.errors import InputError, ResourceError
 from medattr.explain import ExplainConfig, Explainer, StudyResult
+from medattr.failures import REPORT_HINT, classify
 from medattr.io import read_study
+from medattr.phi import redact, redact_json
 from medattr.volume import Volume
 
 __all__ = [
@@ -180,8 +189,7 @@ class CohortRunner:
     ) -> CohortSummary:
         """Process ``entries`` (or this rank's ``indices`` of them); returns the summary."""
         out = self.out_dir
-        if out.exists() and not out.is_dir():
-            raise InputError("output path exists and is not a directory", out)
+        probe_output_dir(out)  # creatable and writable, before any study is read
         ids = [e.study_id for e in entries]
         if len(set(ids)) != len(ids):
             raise InputError("study ids in a cohort must be unique")
@@ -293,10 +301,12 @@ class CohortRunner:
         return result
 
     def fail(self, row: dict[str, Any], e: CohortEntry, exc: BaseException) -> None:
-        """Mark ``row`` failed with the error's type and message (no traceback, no paths)."""
-        if not isinstance(exc, InputError):
+        """Mark ``row`` failed: who can fix it (``error_kind``) and the error's message,
+        classified and redacted (no traceback, no paths, no identifiers)."""
+        failure = classify(exc)
+        if failure.kind == "internal":
             log.debug("%s failed", e.study_id, exc_info=exc)
-        row.update(status="failed", error=_clean_error(exc, e))
+        row.update(status="failed", error=_clean_error(exc, e), error_kind=failure.kind)
         log.warning("%s failed: %s", e.study_id, row["error"])
 
     def _write(self, e: CohortEntry, result: StudyResult, row: dict[str, Any], t0: float) -> None:
@@ -309,10 +319,10 @@ class CohortRunner:
             row["timings_s"] = manifest.get("timings_s", {})
             row["seconds"] = round(time.perf_counter() - t0, 3)
             record = {
-                **row,
+                **redact_json(row),
                 "status": "done",
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "sha256": hash_outputs(tmp),
+                "sha256": hash_outputs(tmp),  # file names as they are: the resume checks them
             }
             atomic_write_text(tmp / RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
             replace_directory(tmp, self.out_dir / e.study_id)
@@ -445,16 +455,22 @@ def _row_from(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clean_error(exc: BaseException, e: CohortEntry) -> str:
-    """``Type: message`` without a traceback, the study's input path replaced by ``<input>``."""
-    if isinstance(exc, InputError):
-        message = exc.problem
+    """``Type: message`` without a traceback, the study's input path replaced by ``<input>``,
+    safe to keep (:func:`medattr.failures.classify`: identifiers redacted, third-party text
+    withheld); internal errors carry the hint to report them."""
+    failure = classify(exc)
+    if isinstance(exc, InputError | ResourceError):
+        message = redact(exc.problem)
         if exc.path is not None:
             message = f"{_relative(exc.path, e)}: {message}"
+        text = f"{type(exc).__name__}: {message}"
+    elif failure.kind == "internal":
+        text = f"internal error: {failure.message} ({REPORT_HINT})"
     else:
-        message = str(exc)
+        text = f"{type(exc).__name__}: {failure.message}"
     for path in sorted(_input_paths(e), key=len, reverse=True):
-        message = message.replace(path, "<input>")
-    return f"{type(exc).__name__}: {message}".strip()
+        text = text.replace(path, "<input>")
+    return redact(text).strip()
 
 
 def _input_paths(e: CohortEntry) -> list[str]:

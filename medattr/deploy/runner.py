@@ -21,6 +21,7 @@ from medattr.deploy.series import SeriesInput, selected_series_inputs, series_fi
 from medattr.errors import InputError
 from medattr.explain import ExplainConfig, Explainer, all_settings
 from medattr.models import LoadedModel
+from medattr.phi import redact
 
 __all__ = ["DEFAULT_FORMATS", "ExplainedSeries", "SeriesExplainer", "resolve_device"]
 
@@ -194,15 +195,14 @@ class SeriesExplainer:
         except InputError as exc:
             if self.on_error == "raise":
                 raise
+            message = redact(str(exc))  # the host's log handlers do not redact
             log.warning(
                 "series %s (%s) skipped: %s",
                 series.selection_name,
                 series.series_instance_uid,
-                exc,
+                message,
             )
-            return ExplainedSeries(
-                series.selection_name, series.series_instance_uid, error=str(exc)
-            )
+            return ExplainedSeries(series.selection_name, series.series_instance_uid, error=message)
         name = _unique_name(volume.name, series.series_instance_uid, used)
         out_dir = self.output_folder / name
         manifest = self.explainer.write(

@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from medattr.errors import InputError
+from medattr.phi import exception_text
 
 __all__ = ["SeriesInput", "selected_series_inputs", "series_files"]
 
@@ -166,5 +167,5 @@ def _save_copy(ds: Dataset, path: Path) -> None:
     except Exception as exc:  # pydicom raises ValueError/TypeError/AttributeError
         raise InputError(
             f"an in-memory DICOM instance of the selected series cannot be written for "
-            f"reading ({type(exc).__name__}: {exc})"
+            f"reading ({exception_text(exc)})"
         ) from exc

@@ -130,6 +130,9 @@ def config_from_arguments(args: argparse.Namespace, **overrides: Any) -> Explain
     """The :class:`ExplainConfig` of the options given (``overrides`` win)."""
     known = all_settings()
     given = {k: v for k, v in vars(args).items() if k in known}
+    for name, value in given.items():  # refused values are named by their option
+        if name not in overrides:
+            known[name].convert(value, known[name].cli_flag)
     return ExplainConfig(**{**given, **overrides})
 
 

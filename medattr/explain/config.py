@@ -9,7 +9,9 @@ deployment settings and the manifest all read them from here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import torch
 
@@ -19,9 +21,23 @@ from medattr.errors import InputError
 from medattr.io.writers import WRITERS
 from medattr.registry import Registry, Setting, UnknownNameError, declared_settings
 
-__all__ = ["CORE_SETTINGS", "ExplainConfig", "all_settings"]
+__all__ = ["CORE_SETTINGS", "LIMITS", "ExplainConfig", "all_settings"]
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _expects(text: str) -> Callable[[_F], _F]:
+    """Say in words what a converter accepts (used in the messages refusing a value)."""
+
+    def mark(fn: _F) -> _F:
+        fn.expected = text  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@_expects("a class index or 'predicted'")
 def _target(value: Any) -> int | str:
     if isinstance(value, str):
         if value == "predicted":
@@ -32,14 +48,19 @@ def _target(value: Any) -> int | str:
     return int(value)
 
 
+@_expects("cpu, cuda, cuda:N or auto")
 def _device(value: Any) -> str:
     name = str(value).strip()
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    torch.device(name)  # raises RuntimeError for nonsense: reported as a bad value
+    try:
+        torch.device(name)
+    except RuntimeError as exc:  # torch's "Invalid device string": reported as a bad value
+        raise ValueError(name) from exc
     return name
 
 
+@_expects("a positive integer or 'auto'")
 def _batch(value: Any) -> int | str:
     if value == "auto":
         return "auto"
@@ -49,6 +70,7 @@ def _batch(value: Any) -> int | str:
     return out
 
 
+@_expects("a positive number of bytes or a size such as '8GB'")
 def _budget(value: Any) -> int | str:
     from medattr.attribution._memory import parse_bytes
 
@@ -56,6 +78,7 @@ def _budget(value: Any) -> int | str:
     return value if isinstance(value, str) else int(value)
 
 
+@_expects("comma-separated output formats")
 def _formats(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     out = tuple(str(v).strip() for v in items if str(v).strip())
@@ -168,13 +191,33 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 _CORE = {s.name: s for s in CORE_SETTINGS}
 _REGISTRIES: tuple[Registry[Any], ...] = (METHODS, BASELINES, WRITERS)
 
+LIMITS: dict[str, int] = {
+    "n_steps": 1024,
+    "nt_samples": 256,
+    "eg_samples": 4096,
+    "cf_steps": 10_000,
+}
+"""Upper bounds of the settings that multiply the work (path points, noisy copies, reference
+draws, optimisation steps), whoever declares them. Beyond them a run costs hours and memory
+for no measurable gain in completeness (the quadrature converges long before 1024 points), and
+a typo such as ``--steps 1000000000`` is refused at once instead of allocating until it
+fails."""
+
+
+def _bounded(setting: Setting) -> Setting:
+    limit = LIMITS.get(setting.name)
+    if limit is None or (setting.maximum is not None and setting.maximum <= limit):
+        return setting
+    return replace(setting, maximum=limit)
+
 
 def all_settings() -> dict[str, Setting]:
-    """The core settings and every setting a registered method, baseline or writer declares."""
+    """The core settings and every setting a registered method, baseline or writer declares
+    (with the :data:`LIMITS` applied)."""
     out = dict(_CORE)
     for registry in _REGISTRIES:
         for name, setting in registry.settings().items():
-            out.setdefault(name, setting)
+            out.setdefault(name, _bounded(setting))
     return out
 
 

@@ -22,18 +22,34 @@ import torch
 
 from medattr import baselines
 from medattr._baseline import Baseline, BaselineContext, BaselineSetup
+from medattr._fs import check_free_space, probe_output_dir
 from medattr._torch import evaluating, module_device
 from medattr.attribution import Explanation, PathAttribution
-from medattr.errors import InputError, ModelError
+from medattr.errors import InputError, ModelError, ResourceError
+from medattr.explain.checks import (
+    check_path_point,
+    check_prepared,
+    check_volume,
+    describe_model_failure,
+    output_bytes,
+)
 from medattr.explain.config import ExplainConfig
+from medattr.explain.network import (
+    MIN_USEFUL_AUC,
+    as_loaded,
+    network_for,
+    quality_warning,
+)
+from medattr.explain.outputs import written_paths
+from medattr.failures import is_out_of_memory
 from medattr.io import ChannelSource, read_study
 from medattr.io.channels import channel_attributions
-from medattr.models import LoadedModel, ModelSpec, load_model
-from medattr.models.contract import OutputContract, SelectOutput
-from medattr.models.inferers import SlidingWindowModel, check_inferer
+from medattr.models import LoadedModel, ModelSpec
+from medattr.models.contract import OutputContract
 from medattr.preprocess import Preprocessed, Preprocessor
 from medattr.preprocess_transforms import TransformPreprocessor
 from medattr.targets import (
+    BoundTarget,
     ClassTarget,
     SegmentationTarget,
     Target,
@@ -45,9 +61,6 @@ from medattr.volume import Volume
 log = logging.getLogger("medattr")
 
 __all__ = ["MIN_USEFUL_AUC", "Explainer", "StudyResult"]
-
-MIN_USEFUL_AUC = 0.7
-"""Below this recorded test AUC a model's attributions explain little more than noise."""
 
 
 @dataclass
@@ -147,9 +160,9 @@ class Explainer:
         device = self.config.device
         if isinstance(model, torch.nn.Module) and "device" not in self.config.given:
             device = str(module_device(model))  # a module in memory stays where it is
-        self.model = _loaded(model, device, spec)
+        self.model = as_loaded(model, device, spec)
         self.model_seconds = time.perf_counter() - t0
-        self.network = _network(self.model, self.config)
+        self.network = network_for(self.model, self.config)
         self.preprocessor = (
             TransformPreprocessor(self.model.spec, self.model.preprocessing, self.model.image_key)
             if self.model.preprocessing is not None
@@ -157,7 +170,7 @@ class Explainer:
         )
         self.device = torch.device(device)
         self.contract: OutputContract | None = None
-        self.model_warning = _model_quality_warning(self.model.spec)
+        self.model_warning = quality_warning(self.model.spec)
         if self.model_warning:
             log.warning("%s", self.model_warning)
         self._baseline: Baseline | None = baseline
@@ -287,9 +300,15 @@ class Explainer:
                 out = self.network(x)
         except ModelError:
             raise
-        except (RuntimeError, torch.jit.Error) as exc:
+        except Exception as exc:  # torch.jit.Error is not a RuntimeError
+            if is_out_of_memory(exc):
+                raise ResourceError(
+                    f"the model does not fit in the memory free on {x.device} for an input of "
+                    f"shape {tuple(x.shape)}"
+                ) from exc
             raise ModelError(
-                f"the model fails on the prepared input of shape {tuple(x.shape)}: {exc}",
+                f"the model fails on the prepared input of shape {tuple(x.shape)}: "
+                f"{describe_model_failure(exc)}",
                 self.model.path,
             ) from exc
         self.contract = OutputContract.infer(out, self.model.spec, self.model.path)
@@ -328,15 +347,30 @@ class Explainer:
     # --------------------------------------------------------------------- run
     def prepare(self, volume: Volume) -> Preprocessed:
         """The study on the model grid (what :meth:`explain` starts from; a cohort prepares
-        the next study while the current one is attributed)."""
+        the next study while the current one is attributed). The volume is checked first."""
+        check_volume(volume)
         return self.preprocessor(volume)
+
+    def validate(self, volume: Volume, pre: Preprocessed, x: torch.Tensor) -> BoundTarget:
+        """Everything checked before the baseline and the attribution: the prepared input, the
+        model's output on it (:meth:`check_model`, which learns the output contract), the
+        target, and one forward and backward pass on two path points that must fit in memory
+        (see :mod:`medattr.explain.checks`); returns the target bound at the input."""
+        check_prepared(pre, volume, self.model.spec)
+        method = self.method()
+        out_x = self.check_model(x)
+        _, bound = bind_target(self.target(), out_x)
+        check_path_point(method, x, bound, self.model.path)
+        return bound
 
     def explain(self, volume: Volume, prepared: Preprocessed | None = None) -> StudyResult:
         """Compute the attribution of one study (nothing is written).
 
-        ``prepared`` is the study already on the model grid (:meth:`prepare`). The model runs
-        in eval mode with its parameters frozen for the call; a module given by the caller gets
-        its train/eval mode and ``requires_grad`` flags back afterwards.
+        ``prepared`` is the study already on the model grid (:meth:`prepare`). The volume, the
+        prepared input, the model and the memory one path point needs are checked
+        (:meth:`validate`) before the baseline is made. The model runs in eval mode with its
+        parameters frozen for the call; a module given by the caller gets its train/eval mode
+        and ``requires_grad`` flags back afterwards.
         """
         with evaluating(self.model.module):
             return self._explain(volume, prepared)
@@ -351,15 +385,17 @@ class Explainer:
         timings["preprocess"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        bound = self.validate(volume, pre, x)
+        timings["checks"] = time.perf_counter() - t
+
+        t = time.perf_counter()
         method = self.method()
-        out_x = self.check_model(x)
         target = self.target()
         baseline_info: dict[str, Any] = {}
         b: torch.Tensor | None = None
         study_baselines: Any
         if method.baseline_kind == "single":
             baseline = self.make_baseline(volume)
-            _, bound = bind_target(target, out_x)
             res = baseline.generate(
                 x,
                 BaselineContext(spacing=pre.spacing, forward_func=self.network, target=bound),
@@ -379,7 +415,15 @@ class Explainer:
         timings["baseline"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        exp = method.explain_study(x, study_baselines, target, c.values())
+        try:
+            exp = method.explain_study(x, study_baselines, target, c.values())
+        except FloatingPointError as exc:
+            hint = "; try --amp bf16" if c.amp == "fp16" else "; try another baseline"
+            raise ModelError(
+                "the model's gradients are NaN or infinite at points along the path from the "
+                f"baseline to the input (it is not differentiable there){hint}",
+                self.model.path,
+            ) from exc
         timings["attribution"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -440,64 +484,22 @@ class Explainer:
         """Read, explain and write one study; returns the manifest.
 
         ``input_path`` is a NIfTI file or a DICOM series, or one such path per channel of a
-        multi-channel study (see :func:`medattr.io.read_study`).
+        multi-channel study (see :func:`medattr.io.read_study`). The output directory is
+        probed (it can be created and written) before the input is read, and its free space
+        checked before any work; the final paths are logged.
         """
+        probe_output_dir(out_dir)
         t = time.perf_counter()
         volume = read_study(input_path, **read_options)
         self.check_formats(volume)
+        check_free_space(out_dir, output_bytes(volume, self.config.formats))
         load = time.perf_counter() - t
         result = self.explain(volume)
         result.timings = {"read": load, **result.timings}
-        return self.write(result, out_dir)
-
-
-def _loaded(
-    model: LoadedModel | str | os.PathLike[str] | torch.nn.Module,
-    device: str,
-    spec: ModelSpec | str | os.PathLike[str] | None,
-) -> LoadedModel:
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, torch.nn.Module):
-        from medattr.models.loading import from_module
-
-        return from_module(model, device, spec)
-    return load_model(model, device, spec)
-
-
-def _network(model: LoadedModel, config: ExplainConfig) -> torch.nn.Module:
-    """The callable explained: the model, one of its outputs (``output``), applied whole or by
-    sliding windows (the configuration's, else the model's own inferer)."""
-    net: torch.nn.Module = model.module
-    key = config.output if config.output is not None else model.spec.output
-    if key is not None:
-        net = SelectOutput(net, key)
-    inferer = model.spec.inferer
-    if config.sliding_window:
-        roi = list(config.sliding_window)
-        inferer = check_inferer(
-            {
-                "roi_size": roi * 3 if len(roi) == 1 else roi,
-                "sw_batch_size": config.sw_batch_size,
-                "overlap": config.sw_overlap,
-                "mode": config.sw_mode,
-            }
-        )
-    if inferer is not None:
-        settings = {k: v for k, v in inferer.items() if k != "type"}
-        net = SlidingWindowModel(net, **settings)
-    return net
-
-
-def _model_quality_warning(spec: ModelSpec) -> str | None:
-    """A warning when the model's own recorded metrics say it barely beats chance."""
-    auc = (spec.extra or {}).get("metrics", {}).get("test_auc")
-    if isinstance(auc, int | float) and auc < MIN_USEFUL_AUC:
-        return (
-            f"this model's recorded test AUC is {auc:.2f} (chance is 0.50): its attributions "
-            "show how the pipeline works, not where a lesion is"
-        )
-    return None
+        manifest = self.write(result, out_dir)
+        for name in written_paths(manifest):
+            log.info("wrote %s", os.path.join(out_dir, name))
+        return manifest
 
 
 def _world_size() -> int:

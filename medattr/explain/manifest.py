@@ -34,6 +34,7 @@ def build_manifest(
     s = exp.summary()
     attr_sum_source = float(np.asarray(result.attribution, np.float64).sum())
     warnings = [w for w in (explainer.model_warning, result.baseline_info.get("warning")) if w]
+    warnings += list(getattr(getattr(src, "dicom", None), "header_repairs", ()) or ())
     return {
         "manifest_version": MANIFEST_VERSION,
         "medattr_version": __version__,

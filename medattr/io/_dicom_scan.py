@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from medattr.errors import DicomSeriesError
+from medattr.phi import remember_identifiers
 
 __all__: list[str] = []
 
@@ -214,6 +215,7 @@ def read_headers(root: Path, files: Iterable[Path]) -> list[DicomFile]:
             raise DicomSeriesError(
                 f"{name} is a corrupt or truncated DICOM file ({type(exc).__name__})", root
             ) from exc
+        remember_identifiers(ds)  # redacted from every message from now on
         meta = getattr(ds, "file_meta", None)
         sop = str(
             ds.get("SOPClassUID", "")

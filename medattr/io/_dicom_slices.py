@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from medattr.errors import DicomSeriesError
 from medattr.io._dicom_scan import PIXEL_KEYWORDS, DicomFile, relative_name
+from medattr.phi import exception_text
 
 __all__: list[str] = []
 
@@ -213,7 +214,7 @@ def _decode(f: DicomFile, root: Path) -> np.ndarray:
             )
         raise DicomSeriesError(
             f"{where}: pixel data cannot be decoded, transfer syntax {ts_name}{hint}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{exception_text(exc)}",
             root,
         ) from exc
     n = f.n_frames

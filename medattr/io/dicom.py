@@ -31,6 +31,7 @@ from medattr.io._dicom_geometry import geometry_problems, plane_name, sort_slice
 from medattr.io._dicom_geometry import resample as resample_grid
 from medattr.io._dicom_scan import SeriesGroup, collect_files, group_series, read_headers
 from medattr.io._dicom_slices import SliceInfo, load_pixels, slices_of_file
+from medattr.io._dicom_values import repair_header_values
 from medattr.volume import Volume, VolumeSource
 
 __all__ = [
@@ -82,6 +83,9 @@ class DicomReference:
     slice_thickness
         The source's nominal slice thickness in mm (SliceThickness, from the functional
         groups for Enhanced images), if given.
+    header_repairs
+        What was repaired in ``datasets`` (malformed dates, times, person names; by keyword,
+        never by value) so that the writers can copy them; listed in the manifest's warnings.
     """
 
     study_instance_uid: str
@@ -95,6 +99,7 @@ class DicomReference:
     affine_lps: np.ndarray = field(repr=False)
     resampled: bool = False
     slice_thickness: float | None = None
+    header_repairs: tuple[str, ...] = ()
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -296,6 +301,9 @@ def read_dicom_series(
         if id(s.file) not in seen:
             seen.add(id(s.file))
             datasets.append(s.file.dataset)
+    repairs = repair_header_values(datasets)  # in memory only: the files are never touched
+    for note in repairs:
+        logger.warning("%s", note)
     first = group.first
     ref = DicomReference(
         study_instance_uid=str(first.StudyInstanceUID),
@@ -317,6 +325,7 @@ def read_dicom_series(
         affine_lps=grid.affine_lps,
         resampled=bool(problems),
         slice_thickness=used[0].thickness,
+        header_repairs=repairs,
     )
     shape = grid.data.shape
     spacing = np.asarray(voxel_sizes(grid.affine_lps))

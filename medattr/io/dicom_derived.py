@@ -10,6 +10,7 @@ description that says what it is and that it is not for diagnostic use, and the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -24,10 +25,13 @@ from pydicom.valuerep import DSfloat
 from medattr._fs import staged_directory
 from medattr._version import __version__
 from medattr.errors import InputError
+from medattr.io._dicom_values import repair_header_values
 from medattr.io.dicom import DicomReference, DicomSlice
 from medattr.volume import Volume
 
 __all__ = ["NOT_FOR_DIAGNOSIS", "AlgorithmInfo"]
+
+logger = logging.getLogger("medattr.io.dicom")
 
 #: Appended to every series description and content description medattr writes.
 NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSTIC USE"
@@ -266,6 +270,8 @@ def derived_geometry(volume: Volume, attribution: np.ndarray, writer: str) -> De
             "the attribution must be on the source voxel grid",
             src.path,
         )
+    for note in repair_header_values(ref.datasets):  # for references not made by the reader
+        logger.warning("%s", note)
     lps = ref.affine_lps
     spacing_i = float(np.linalg.norm(lps[:3, 0]))
     spacing_j = float(np.linalg.norm(lps[:3, 1]))

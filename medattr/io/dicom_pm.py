@@ -161,8 +161,8 @@ def write_dicom_parametric_map(
         for item, ds in zip(maps, datasets, strict=True):
             ds.save_as(stage(item.filename), enforce_file_format=True)
             paths.append(Path(out_dir) / item.filename)
-    logger.info(
-        "wrote Parametric Map(s) %s (%d frames, 1.0 stored = %.4g attribution)",
+    logger.debug(
+        "Parametric Map(s) %s saved (%d frames, 1.0 stored = %.4g attribution)",
         ", ".join(str(p) for p in paths),
         geo.frames.shape[0],
         lim,

@@ -184,8 +184,8 @@ def write_dicom_rgb(
             name = f"{prefix}{numbers[index]:04d}.dcm"
             sc.save_as(stage(name), enforce_file_format=True)
             paths.append(Path(out_dir) / name)
-    logger.info(
-        "wrote RGB overlay series (%d slices, anatomy window %s from %s) to %s",
+    logger.debug(
+        "RGB overlay series (%d slices, anatomy window %s from %s) to %s",
         len(paths),
         display,
         origin,

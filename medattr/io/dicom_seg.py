@@ -216,7 +216,7 @@ def write_dicom_seg(
     with staged_series(out_dir, filename[:-4] if filename.endswith(".dcm") else filename) as stage:
         seg.save_as(stage(filename), enforce_file_format=True)
     path = Path(out_dir) / filename
-    logger.info(
-        "wrote SEG (%d voxels, %d frames) to %s", int(mask.sum()), int(seg.NumberOfFrames), path
+    logger.debug(
+        "SEG (%d voxels, %d frames) saved as %s", int(mask.sum()), int(seg.NumberOfFrames), path
     )
     return [path]

@@ -95,3 +95,61 @@ def test_outputs_follow_the_umask_not_mkstemp(tmp_path: Path) -> None:
         d.mkdir()
         (d / "x.dcm").write_bytes(b"x")
     assert (tmp_path / "s" / "series").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def _header_only(path: Path, shape: tuple[int, ...], data: bytes) -> Path:
+    import gzip
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.float32)
+    hdr.set_sform(np.eye(4), code=1)
+    hdr["vox_offset"] = 352
+    raw = hdr.binaryblock + b"\x00" * 4 + data
+    path.write_bytes(gzip.compress(raw, compresslevel=1) if path.suffix == ".gz" else raw)
+    return path
+
+
+def test_declared_size_is_checked_before_the_voxels_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medattr.io.nifti as nifti
+
+    # a plausible gzip ratio, more data than the stream-check threshold: counted, not read
+    monkeypatch.setattr(nifti, "STREAM_CHECK_BYTES", 1024)
+    noise = np.random.default_rng(0).bytes(64 * 64 * 32 * 4)  # incompressible
+    short = _header_only(tmp_path / "short.nii.gz", (64, 64, 64), noise)
+    read = []
+    monkeypatch.setattr(nib.Nifti1Image, "get_fdata", lambda *a, **k: read.append(1))
+    with pytest.raises(VolumeError, match=r"declares 1.0 MiB .* holds only 512.0 KiB"):
+        read_nifti(short)
+    # deflate cannot reach this ratio: refused from the file size alone
+    absurd = _header_only(tmp_path / "absurd.nii.gz", (1024, 1024, 1024), bytes(16))
+    with pytest.raises(VolumeError, match=r"the compressed file \(.*\) cannot hold that much"):
+        read_nifti(absurd)
+    assert read == []
+
+
+def test_a_complete_gzip_file_passes_the_stream_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medattr.io.nifti as nifti
+
+    monkeypatch.setattr(nifti, "STREAM_CHECK_BYTES", 1024)
+    data = np.arange(16 * 16 * 8, dtype=np.float32).reshape(16, 16, 8)
+    path = tmp_path / "whole.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    np.testing.assert_array_equal(read_nifti(path).array[0], data)
+
+
+def test_voxels_that_cannot_fit_in_memory_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medattr.io.nifti as nifti
+    from medattr.errors import ResourceError
+
+    path = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.eye(4)), str(path))
+    monkeypatch.setattr(nifti, "available_memory", lambda: 1000)
+    with pytest.raises(ResourceError, match=r"needs about 16.0 KiB of memory, 1000 B is available"):
+        read_nifti(path)

@@ -110,7 +110,7 @@ def test_a_single_logit_is_explained_with_its_sigmoid_and_warned_about_correctly
     study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = _save_plain(Head(1), tmp_path / "binary.ts")
-    vol = Volume(np.full((1, 12, 10, 8), 5.0, np.float32), np.eye(4))
+    vol = Volume(np.random.default_rng(2).normal(5.0, 1.0, (1, 12, 10, 8)), np.eye(4))
     ex = Explainer(str(model), ExplainConfig(baseline="zero", n_steps=4))
     with torch.no_grad():
         logit0 = float(ex.network(torch.zeros(1, 1, 12, 10, 8)))

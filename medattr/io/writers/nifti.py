@@ -35,7 +35,6 @@ class NiftiWriter(Writer):
             fname = f"{vol.name}_{suffix}.nii.gz"
             write_nifti(stage(fname), array, vol.affine, like=vol, description=f"medattr {what}")
             outputs[key] = fname
-        per_channel: dict[str, str] = {}
         for source, array in getattr(result, "channels", ()):
             fname = f"{vol.name}_attr_{source.name}.nii.gz"
             same = source.shape == vol.spatial_shape and np.allclose(source.affine, vol.affine)
@@ -46,8 +45,6 @@ class NiftiWriter(Writer):
                 like=vol if same else None,
                 description=f"medattr {method} attribution, channel {source.name}",
             )
-            per_channel[source.name] = fname
-        if per_channel:
-            outputs["attribution_nifti_channels"] = per_channel
+            outputs[f"attribution_nifti_{source.name}"] = fname
         outputs["mapping"] = {"nifti": "adjoint"}
         return outputs
