@@ -2,6 +2,12 @@
 Gradients over one memory-planned engine, with Captum's call shape."""
 
 from medattr.attribution._base import Explanation, PathAttribution
+from medattr.attribution.adaptive import (
+    AdaptiveResult,
+    AdaptiveRule,
+    PathSet,
+    adaptive_path_integral,
+)
 from medattr.attribution.engine import AMP, EngineResult, PathEngine, PathJobs
 from medattr.attribution.expected_gradients import ExpectedGradients
 from medattr.attribution.integrated_gradients import IntegratedGradients
@@ -11,6 +17,8 @@ from medattr.attribution.split_ig import SplitIGDetails, SplitIntegratedGradient
 
 __all__ = [
     "AMP",
+    "AdaptiveResult",
+    "AdaptiveRule",
     "EngineResult",
     "ExpectedGradients",
     "Explanation",
@@ -20,11 +28,13 @@ __all__ = [
     "PathAttribution",
     "PathEngine",
     "PathJobs",
+    "PathSet",
     "Quadrature",
     "Saliency",
     "SmoothGrad",
     "SplitIGDetails",
     "SplitIntegratedGradients",
+    "adaptive_path_integral",
     "draw_noise",
     "quadrature",
 ]
