@@ -86,6 +86,11 @@ class AdaptiveResult:
         ``(B,)`` ``sum_p weight_p max(rtol |f(x) - f(x'_p)|, atol)``.
     converged
         ``(B,)`` bool: every path of the input met its tolerance and ``|error| <= tolerance``.
+    stopped
+        Per input, why its paths stopped: ``"converged"``, ``"max_steps"`` (the next refinement
+        would have passed ``max_steps``) or ``"precision"`` (the error is within float32
+        rounding of the sum, so refining cannot be judged; typical when ``f(x) ~ f(x')``: set
+        ``atol``). The first reason of a path that did not converge wins.
     n_evaluations
         ``(B,)`` gradient evaluations (path points) spent on the input's paths. Adaptive runs
         need no forward-only evaluations: ``f`` at every node comes with its gradient.
@@ -97,9 +102,15 @@ class AdaptiveResult:
         Per path, sorted by alpha: the nodes, their final quadrature weights and ``f`` at them
         (the ends replaced by ``f_inputs`` / ``f_baselines`` when given). Split IG's saturation
         point can be read from them.
-    path_error, path_tolerance, path_converged, path_evaluations
+    path_error, path_tolerance, path_converged, path_evaluations, path_precision
         ``(P,)`` per path: completeness error (node sums, float64), tolerance, whether it was
-        met, gradient evaluations.
+        met, gradient evaluations, and the float32 resolution of the check (8 epsilon of the
+        attribution's L1 norm plus ``|f|`` at both ends).
+    path_status
+        Per path: ``"converged"``, ``"max_steps"`` or ``"precision"``.
+    path_local_error
+        ``(P,)`` the sum of the absolute errors of the path's final panels: ``|path_error|`` is
+        this only if no panel's error cancels another's (completeness constrains the sum).
     alpha_star, f_alpha_star, left_error
         With ``split_ratio``, ``(P,)``: the first panel end where
         ``(f - f(x')) / (f(x) - f(x'))`` reaches the ratio (1 if never), ``f`` there, and
@@ -119,6 +130,7 @@ class AdaptiveResult:
     span: Tensor
     tolerance: Tensor
     converged: Tensor
+    stopped: list[str]
     n_evaluations: Tensor
     f_input: Tensor
     f_baseline: Tensor
@@ -130,6 +142,9 @@ class AdaptiveResult:
     path_tolerance: Tensor
     path_converged: Tensor
     path_evaluations: Tensor
+    path_precision: Tensor
+    path_status: list[str]
+    path_local_error: Tensor
     alpha_star: Tensor | None = None
     f_alpha_star: Tensor | None = None
     left_error: Tensor | None = None
@@ -155,6 +170,7 @@ class AdaptiveResult:
             "error": self.error.tolist(),
             "relative_error": [float(v) for v in self.relative_error.tolist()],
             "converged": self.converged.tolist(),
+            "stopped": list(self.stopped),
             "rounds": self.rounds,
         }
 
@@ -223,6 +239,10 @@ def assemble(
     unconverged_inputs = paths.sample[~conv_p].unique()
     all_conv = torch.ones(batch, dtype=torch.bool)
     all_conv[unconverged_inputs] = False
+    stopped = ["converged"] * batch
+    for p in range(n_paths - 1, -1, -1):  # the first unconverged path of an input wins
+        if status[p] != "converged":
+            stopped[int(paths.sample[p])] = status[p]
     wsum = per_sample([1.0] * n_paths)
     wsum[wsum == 0] = 1.0
     orders = [m.order() for m in meshes]
@@ -233,6 +253,7 @@ def assemble(
         span=span,
         tolerance=tol,
         converged=all_conv & (error.abs() <= tol),
+        stopped=stopped,
         n_evaluations=torch.zeros(batch, dtype=torch.long).index_add_(0, paths.sample, evals_p),
         f_input=per_sample([m.value(m.end) for m in meshes]) / wsum,
         f_baseline=per_sample([m.value(0) for m in meshes]) / wsum,
@@ -250,6 +271,9 @@ def assemble(
         path_tolerance=torch.tensor([tolerance(m, rtol, atol) for m in meshes]),
         path_converged=conv_p,
         path_evaluations=evals_p,
+        path_precision=torch.tensor([m.precision() for m in meshes], dtype=torch.float64),
+        path_status=list(status),
+        path_local_error=torch.tensor([m.local_error() for m in meshes], dtype=torch.float64),
         rounds=rounds,
         chunk_sizes=stats["chunks"],
         oom_retries=stats["oom"],

@@ -116,17 +116,19 @@ def _validate(
 def _node_sums(
     vecs: Tensor, x: Tensor, b: Tensor, jobs: PathJobs, multiply_by_delta: bool
 ) -> Tensor:
-    """``h`` at each node: the sum over voxels of ``(x - b) * grad`` (float64, CPU)."""
-    if multiply_by_delta:
-        return vecs.flatten(1).double().sum(1).cpu()
-    out = torch.empty(vecs.shape[0], dtype=torch.float64)
+    """``(2, M)``: at each node ``h``, the sum over voxels of ``(x - b) * grad``, and the L1 norm
+    of that product (float64, CPU)."""
+    out = torch.empty((2, vecs.shape[0]), dtype=torch.float64)
     step = max(1, _SLICE_BYTES // max(vecs[0].numel() * 8, 1))
     for s in range(0, vecs.shape[0], step):
         sl = slice(s, s + step)
-        idx = jobs.sample[sl].to(x.device)
-        ref = jobs.reference[sl].to(x.device)
-        delta = x.index_select(0, idx).double() - b.index_select(0, ref).double()
-        out[sl] = (vecs[sl].to(x.device).double() * delta).flatten(1).sum(1).cpu()
+        part = vecs[sl].to(x.device).double()
+        if not multiply_by_delta:  # the rows are gradients: multiply by x - b here
+            idx = jobs.sample[sl].to(x.device)
+            ref = jobs.reference[sl].to(x.device)
+            part.mul_(x.index_select(0, idx).double() - b.index_select(0, ref).double())
+        out[0, sl] = part.flatten(1).sum(1).cpu()
+        out[1, sl] = part.abs_().flatten(1).sum(1).cpu()
     return out
 
 
@@ -138,7 +140,7 @@ def _broadcast(values: Tensor, engine: PathEngine, device: torch.device) -> Tens
 
     if not (dist.is_available() and dist.is_initialized()):
         return values
-    dev = device if device.type == "cuda" else torch.device("cpu")
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
     t = values.to(dev).contiguous()
     dist.broadcast(t, src=0)
     return t.cpu()
@@ -274,7 +276,7 @@ def adaptive_path_integral(
             m.f_start = float(f_b[p])
 
     where: list[list[tuple[int, int]]] = [[] for _ in range(n_paths)]  # node -> (chunk, row)
-    status = ["open"] * n_paths  # open | converged | exhausted
+    status = ["open"] * n_paths  # open | converged | precision | max_steps
     result_stats: dict[str, Any] = {"chunks": [], "oom": 0, "bpp": None, "secs": 0.0}
     rounds = 0
     while True:
@@ -293,8 +295,8 @@ def adaptive_path_integral(
         )
         rounds += 1
         vecs = res.sums[0]
-        values = torch.stack([_node_sums(vecs, x, b, jobs, multiply_by_delta), res.outputs])
-        h, f = _broadcast(values, engine, x.device).double()
+        values = torch.cat([_node_sums(vecs, x, b, jobs, multiply_by_delta), res.outputs[None]])
+        h, l1, f = _broadcast(values, engine, x.device).double()
         chunk = store.add(vecs)
         result_stats["chunks"] += res.chunk_sizes
         result_stats["oom"] += res.oom_retries
@@ -303,7 +305,8 @@ def adaptive_path_integral(
         pos = 0
         for p in todo:
             k = len(meshes[p].pending)
-            meshes[p].set_values(h[pos : pos + k].tolist(), f[pos : pos + k].tolist())
+            sl = slice(pos, pos + k)
+            meshes[p].set_values(h[sl].tolist(), f[sl].tolist(), l1[sl].tolist())
             where[p] += [(chunk, pos + j) for j in range(k)]
             pos += k
             _advance(meshes[p], p, status, rtol, atol, max_steps, refine_fraction)
@@ -340,12 +343,16 @@ def _advance(
     max_steps: int,
     refine_fraction: float,
 ) -> None:
-    """Decide, from the path's values, whether it is done, exhausted or refined further."""
-    if abs(mesh.error()) <= tolerance(mesh, rtol, atol):
+    """Decide, from the path's values, whether it is done or refined further."""
+    error = abs(mesh.error())
+    if error <= tolerance(mesh, rtol, atol):
         status[p] = "converged"
+        return
+    if error <= mesh.precision():  # float32 noise: refining would chase rounding
+        status[p] = "precision"
         return
     room = (max_steps - len(mesh.alpha)) // mesh.rule.new_nodes_per_split
     if room <= 0:
-        status[p] = "exhausted"
+        status[p] = "max_steps"
         return
     mesh.refine(min(room, max(1, math.ceil(refine_fraction * len(mesh.panels)))))
