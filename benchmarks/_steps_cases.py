@@ -19,10 +19,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["STEPS_SEED_BASE", "Case", "build_cases", "gl_error", "run_adaptive"]
+__all__ = [
+    "STEPS_SEED_BASE",
+    "VALIDATION_SEED_BASE",
+    "Case",
+    "build_cases",
+    "gl_error",
+    "run_adaptive",
+]
 
 STEPS_SEED_BASE = 4_200_000
-"""First seed of the lesion studies of this benchmark."""
+"""First seed of the lesion studies of this benchmark (its test block)."""
+VALIDATION_SEED_BASE = 4_150_000
+"""First seed of a validation block, for choosing the adaptive rule's defaults."""
+_MIN_SEED = 4_000_000
 _DESIGN_SEEDS = range(4_100_000, 4_100_004)
 """Seeds looked at while choosing the adaptive rule's defaults; never benchmarked."""
 
@@ -55,8 +65,8 @@ def _check_seed(seed: int, specs: list[Any]) -> None:
 
     if seed in _DESIGN_SEEDS:
         raise ValueError(f"seed {seed} was used to design the adaptive rule; it is not a test")
-    if seed < STEPS_SEED_BASE or seed in (FALLBACK_SEED_BASE, REFERENCE_SEED_BASE):
-        raise ValueError(f"seed {seed} lies below the benchmark's block {STEPS_SEED_BASE}")
+    if seed < _MIN_SEED or seed in (FALLBACK_SEED_BASE, REFERENCE_SEED_BASE):
+        raise ValueError(f"seed {seed} lies below the benchmark's blocks (from {_MIN_SEED})")
     for spec in specs:
         t = spec.extra.get("training", {}) if isinstance(spec.extra, dict) else {}
         if "seed_base" in t:
@@ -78,12 +88,12 @@ def _f(model: Any, v: Tensor, target: int) -> float:
         return float(model(v)[0, target])
 
 
-def _lesion_studies(spec: Any, kind: str, n: int, specs: list[Any]) -> list[Any]:
-    """The first ``n`` seeds of the block whose lesion can be placed on the grid."""
+def _lesion_studies(spec: Any, kind: str, n: int, specs: list[Any], base: int) -> list[Any]:
+    """The first ``n`` seeds from ``base`` whose lesion can be placed on the grid."""
     from medattr.benchmarking.studies import load_study
     from medattr.errors import InputError
 
-    out, seed = [], STEPS_SEED_BASE
+    out, seed = [], base
     while len(out) < n:
         _check_seed(seed, specs)
         try:
@@ -110,7 +120,7 @@ def _brain_cases(n: int, baselines: list[str], args: Any) -> list[Case]:
         vae = load_vae("builtin:mni-vae")
         specs.append(vae.spec)
     cases = []
-    for st in _lesion_studies(clf.spec, "mni", n, specs):
+    for st in _lesion_studies(clf.spec, "mni", n, specs, args.seed_base):
         for name in baselines:
             t0 = time.perf_counter()
             ctx = BaselineContext(spacing=list(st.spacing), forward_func=model)
@@ -148,7 +158,7 @@ def _phantom_cases(n: int, args: Any) -> list[Case]:
     clf = load_model("builtin:phantom")
     model = _frozen(clf.module)
     cases = []
-    for st in _lesion_studies(clf.spec, "phantom", n, [clf.spec]):
+    for st in _lesion_studies(clf.spec, "phantom", n, [clf.spec], args.seed_base):
         ctx = BaselineContext(spacing=list(st.spacing), forward_func=model)
         b = GaussianBlurBaseline(sigma_mm=args.blur_mm).generate(st.x, ctx).baselines
         cases.append(
@@ -168,7 +178,7 @@ def _densenet_cases(n: int, args: Any) -> list[Case]:
     size = args.densenet_size
     torch.manual_seed(args.seed)
     model = _frozen(build_model(args.densenet_model, randomize_norm=True, seed=args.seed))
-    cases, seed = [], STEPS_SEED_BASE
+    cases, seed = [], args.seed_base
     while len(cases) < n:
         _check_seed(seed, [])
         try:

@@ -43,7 +43,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _ig_pool import load_average, machine_info
-from _steps_cases import STEPS_SEED_BASE, Case, build_cases, gl_error, run_adaptive
+from _steps_cases import (
+    STEPS_SEED_BASE,
+    VALIDATION_SEED_BASE,
+    Case,
+    build_cases,
+    gl_error,
+    run_adaptive,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"mni": 3, "phantom": 3, "densenet": 1, "densenet_size": 32, "n_max": 128},
@@ -94,11 +101,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         machine["gpu_name"] = torch.cuda.get_device_name(args.device)
     cases = build_cases(args)
     log(args, f"{len(cases)} studies built in {time.perf_counter() - t0:.0f} s")
+    if args.adaptive_only:
+        return compare_rules(args, cases, machine, t0)
     rows = []
     for c in cases:
         ts = time.perf_counter()
         n_min = oracle(c, args.rtol, args.n_max)
-        e16, e50 = gl_error(c, 16), gl_error(c, 50)
+        e16 = gl_error(c, 16)
+        t50 = None if 50 in c.gl else time.perf_counter()
+        e50 = gl_error(c, 50)
+        gl50_s = None if t50 is None else round(time.perf_counter() - t50, 2)
         sweep_s = time.perf_counter() - ts
         adaptive = {r: run_adaptive(c, r, args.rtol, args.max_steps) for r in args.rules}
         a = adaptive[args.rules[0]]
@@ -123,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "captum_default_relative_error": e50,
                 "adaptive": adaptive,
                 "sweep_seconds": round(sweep_s, 2),
+                "captum_default_seconds": gl50_s,
             }
         )
     firsts = [r["oracle_n"] for r in rows]
@@ -133,7 +146,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r["gl_evaluations_spent"] = c.gl_evaluations
     totals = summarise(rows, n_common, args)
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "quiet")}
-    settings["seed_base"] = STEPS_SEED_BASE
     machine["load_end"] = load_average()
     return {
         "machine": machine,
@@ -142,6 +154,70 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "totals": totals,
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def compare_rules(
+    args: argparse.Namespace, cases: list[Case], machine: dict[str, Any], t0: float
+) -> dict[str, Any]:
+    """Adaptive rules only (no sweeps): evaluations, rounds and errors per study and in total."""
+    rows = []
+    for c in cases:
+        adaptive = {r: run_adaptive(c, r, args.rtol, args.max_steps) for r in args.rules}
+        log(
+            args,
+            f"{c.id}: "
+            + ", ".join(f"{r} {a['evaluations']}/{a['rounds']}" for r, a in adaptive.items()),
+        )
+        rows.append(
+            {
+                "id": c.id,
+                "model": c.model_name,
+                "baseline": c.baseline_name,
+                "seed": c.seed,
+                "span": c.span,
+                "adaptive": adaptive,
+            }
+        )
+    totals = {
+        "studies": len(rows),
+        "adaptive_totals": {
+            r: sum(x["adaptive"][r]["evaluations"] for x in rows) for r in args.rules
+        },
+        "adaptive_rounds": {r: sum(x["adaptive"][r]["rounds"] for x in rows) for r in args.rules},
+        "adaptive_converged": {
+            r: sum(x["adaptive"][r]["converged"] for x in rows) for r in args.rules
+        },
+    }
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "quiet")}
+    machine["load_end"] = load_average()
+    return {
+        "machine": machine,
+        "settings": settings,
+        "rows": rows,
+        "totals": totals,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def rules_table(result: dict[str, Any]) -> str:
+    rules = result["settings"]["rules"]
+    head = ["study", "f(x) − f(x′)", *(f"{r}: evals / rounds / error" for r in rules)]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in result["rows"]:
+        cells = [row["id"], f"{row['span']:+.3f}"]
+        for r in rules:
+            a = row["adaptive"][r]
+            cells.append(f"{a['evaluations']} / {a['rounds']} / {_pct(a['relative_error'])}")
+        out.append("| " + " | ".join(cells) + " |")
+    t = result["totals"]
+    cells = ["**total**", ""]
+    cells += [
+        f"{t['adaptive_totals'][r]} / {t['adaptive_rounds'][r]} / "
+        f"{t['adaptive_converged'][r]} converged"
+        for r in rules
+    ]
+    out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def summarise(rows: list[dict[str, Any]], n_common: int | None, args: argparse.Namespace) -> dict:
@@ -214,7 +290,8 @@ def machine_lines(result: dict[str, Any]) -> list[str]:
         f"torch {m.get('torch')}, MONAI {m.get('monai')}, medattr {m.get('medattr')}, Python "
         f"{m.get('python')}; wall time {result['wall_seconds']:.0f} s",
         f"rtol {s['rtol']}, adaptive max_steps {s['max_steps']}, rules {', '.join(s['rules'])}; "
-        f"sweeps up to n = {s['n_max']}; study seeds from {s['seed_base']}",
+        f"sweeps up to n = {s['n_max']}; study seeds from {s['seed_base']}"
+        + (" (validation block)" if s["seed_base"] == VALIDATION_SEED_BASE else ""),
     ]
 
 
@@ -270,6 +347,20 @@ def table(result: dict[str, Any], markdown: bool = True) -> str:
     return "\n".join(out)
 
 
+def time_table(result: dict[str, Any]) -> str:
+    """Wall time of GL-50 and of each adaptive rule, and how much the panels' errors cancel."""
+    rules = result["settings"]["rules"]
+    head = ["study", "GL-50 s", *(f"{r} s" for r in rules), f"{rules[0]}: Σ\\|panel error\\|"]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in result["rows"]:
+        t50 = row["captum_default_seconds"]
+        cells = [row["id"], "—" if t50 is None else f"{t50:.1f}"]
+        cells += [f"{row['adaptive'][r]['seconds']:.1f}" for r in rules]
+        cells.append(f"{100 * row['adaptive'][rules[0]]['local_relative_error']:.1f} %")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     t = result["totals"]
     lines = [*(f"- {ln}" for ln in machine_lines(result)), "", table(result), ""]
@@ -278,7 +369,16 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"**{t['n_common'] or '> ' + str(result['settings']['n_max'])}** "
         f"({t['n_common_total']} evaluations over {t['studies']} studies)."
     )
-    lines += ["", "Targets:", ""]
+    lines += [
+        "",
+        "Wall time (context only, see the load average) and the sum of the absolute errors of the "
+        "final panels relative to |f(x) − f(x′)| (the completeness error is their signed sum):",
+        "",
+        time_table(result),
+        "",
+        "Targets:",
+        "",
+    ]
     for g in t["targets"]:
         lines.append(f"- [{'PASS' if g['passed'] else 'FAIL'}] {g['description']}: {g['value']}")
     return "\n".join(lines) + "\n"
@@ -315,6 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cf-threshold", type=float, default=0.2, help="VAE-guided: p(disease) to stop at")
     add("--cf-steps", type=int, default=60, help="VAE-guided: most latent steps")
     add("--seed", type=int, default=0, help="DenseNet weights")
+    add(
+        "--seed-base",
+        type=int,
+        default=STEPS_SEED_BASE,
+        help=f"first study seed (default {STEPS_SEED_BASE}, the test block; "
+        f"{VALIDATION_SEED_BASE} is the validation block for choosing defaults)",
+    )
+    add(
+        "--adaptive-only",
+        action="store_true",
+        help="skip the Gauss-Legendre sweeps (no oracle, no targets): compare adaptive rules",
+    )
     add("--threads", type=int, help="torch threads")
     add("--json", help="write every number here")
     add("--markdown", help="write the table (for docs/performance.md) here")
@@ -335,16 +447,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.mni + args.phantom + args.densenet < 1:
         raise SystemExit("bench_steps.py: no studies (use --mni, --phantom or --densenet)")
     result = run(args)
-    print("\n".join(machine_lines(result)), end="\n\n")
-    print(table(result, markdown=False), end="\n\n")
-    for g in result["totals"]["targets"]:
-        print(f"[{'PASS' if g['passed'] else 'FAIL'}] {g['description']}: {g['value']}")
     from medattr.io.atomic import atomic_write_text
 
+    lines = machine_lines(result)
+    if args.adaptive_only:
+        text = "\n".join(f"- {ln}" for ln in lines) + "\n\n" + rules_table(result) + "\n"
+        print(text)
+    else:
+        print("\n".join(lines), end="\n\n")
+        print(table(result, markdown=False), end="\n\n")
+        for g in result["totals"]["targets"]:
+            print(f"[{'PASS' if g['passed'] else 'FAIL'}] {g['description']}: {g['value']}")
+        text = to_markdown(result)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.markdown:
-        atomic_write_text(args.markdown, to_markdown(result))
+        atomic_write_text(args.markdown, text)
     return result
 
 

@@ -53,3 +53,22 @@ def test_bench_steps_quick_run_reports_consistent_numbers(tmp_path: Path) -> Non
     assert totals["ratio_to_common"] == pytest.approx(adaptive / (n_common * len(rows)))
     md = out_md.read_text()
     assert "| study |" in md and "Targets:" in md and "load average" in md
+
+
+@pytest.mark.slow
+def test_bench_steps_compares_rules_on_the_validation_block(tmp_path: Path) -> None:
+    out_json = tmp_path / "rules.json"
+    options = "--preset quick --densenet-model tiny --adaptive-only --seed-base 4150000 --quiet"
+    cmd = [sys.executable, str(SCRIPT), *options.split(), "--json", str(out_json)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validation block" in proc.stdout
+    result = json.loads(out_json.read_text())
+    rows, totals = result["rows"], result["totals"]
+    assert all(4_150_000 <= r["seed"] < 4_200_000 for r in rows)
+    for rule in ("trapezoid", "simpson"):
+        assert totals["adaptive_totals"][rule] == sum(
+            r["adaptive"][rule]["evaluations"] for r in rows
+        )
+        assert totals["adaptive_rounds"][rule] == sum(r["adaptive"][rule]["rounds"] for r in rows)
+    assert "oracle_n" not in rows[0]  # no sweeps in this mode
