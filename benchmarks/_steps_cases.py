@@ -238,7 +238,9 @@ def gl_error(case: Case, n: int) -> float:
     return case.gl[n]
 
 
-def run_adaptive(case: Case, rule: str, rtol: float, max_steps: int) -> dict[str, Any]:
+def run_adaptive(
+    case: Case, rule: str, rtol: float, max_steps: int, round_points: int = 1
+) -> dict[str, Any]:
     """The adaptive rule on ``case``, with ``f(x)`` and ``f(x')`` as IG computes them."""
     from medattr.attribution.adaptive import adaptive_path_integral
     from medattr.attribution.engine import PathEngine
@@ -260,6 +262,7 @@ def run_adaptive(case: Case, rule: str, rtol: float, max_steps: int) -> dict[str
         max_steps=max_steps,
         f_inputs=f_x,
         f_baselines=f_b,
+        round_points=round_points,
     )
     recomputed = float(res.sums[0].double().sum().cpu()) - float(res.span[0])
     return {
@@ -276,3 +279,28 @@ def run_adaptive(case: Case, rule: str, rtol: float, max_steps: int) -> dict[str
         "alphas": res.path_alphas[0].tolist(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def interleaved_timing(
+    case: Case, rules: list[str], rounds: int, rtol: float, round_points: int = 1
+) -> dict[str, Any]:
+    """Wall time of 50-point Gauss-Legendre IG and of each adaptive rule on ``case``, taken in
+    turns (the order reversed every other round, so both see the same machine load)."""
+    import statistics
+
+    from medattr import IntegratedGradients
+
+    def gl50() -> float:
+        t0 = time.perf_counter()
+        IntegratedGradients(case.model).explain(case.x, case.baseline, target=case.target)
+        return time.perf_counter() - t0
+
+    runs: dict[str, list[float]] = {"gl50": [], **{r: [] for r in rules}}
+    jobs = [("gl50", gl50)] + [
+        (r, lambda r=r: float(run_adaptive(case, r, rtol, 512, round_points)["seconds"]))
+        for r in rules
+    ]
+    for k in range(rounds):
+        for name, job in jobs if k % 2 == 0 else jobs[::-1]:
+            runs[name].append(round(job(), 3))
+    return {"seconds": runs, "median": {k: statistics.median(v) for k, v in runs.items()}}

@@ -49,6 +49,7 @@ from _steps_cases import (
     Case,
     build_cases,
     gl_error,
+    interleaved_timing,
     run_adaptive,
 )
 
@@ -112,7 +113,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         e50 = gl_error(c, 50)
         gl50_s = None if t50 is None else round(time.perf_counter() - t50, 2)
         sweep_s = time.perf_counter() - ts
-        adaptive = {r: run_adaptive(c, r, args.rtol, args.max_steps) for r in args.rules}
+        adaptive = {
+            r: run_adaptive(c, r, args.rtol, args.max_steps, args.round_points) for r in args.rules
+        }
         a = adaptive[args.rules[0]]
         log(
             args,
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "adaptive": adaptive,
                 "sweep_seconds": round(sweep_s, 2),
                 "captum_default_seconds": gl50_s,
+                **_timing(args, c),
             }
         )
     firsts = [r["oracle_n"] for r in rows]
@@ -156,13 +160,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _timing(args: argparse.Namespace, case: Case) -> dict[str, Any]:
+    if not args.timing_rounds:
+        return {}
+    return {
+        "timing": interleaved_timing(
+            case, list(args.rules), args.timing_rounds, args.rtol, args.round_points
+        )
+    }
+
+
+def timing_table(result: dict[str, Any]) -> str:
+    """Medians of interleaved wall-time measurements (``--timing-rounds``)."""
+    rules = result["settings"]["rules"]
+    n = result["settings"]["timing_rounds"]
+    head = ["study", f"GL-50 s (median of {n})"]
+    head += [f"{r}: evals, s (median of {n})" for r in rules]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in result["rows"]:
+        med = row["timing"]["median"]
+        cells = [row["id"], f"{med['gl50']:.2f}"]
+        cells += [f"{row['adaptive'][r]['evaluations']}, {med[r]:.2f}" for r in rules]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def compare_rules(
     args: argparse.Namespace, cases: list[Case], machine: dict[str, Any], t0: float
 ) -> dict[str, Any]:
     """Adaptive rules only (no sweeps): evaluations, rounds and errors per study and in total."""
     rows = []
     for c in cases:
-        adaptive = {r: run_adaptive(c, r, args.rtol, args.max_steps) for r in args.rules}
+        adaptive = {
+            r: run_adaptive(c, r, args.rtol, args.max_steps, args.round_points) for r in args.rules
+        }
         log(
             args,
             f"{c.id}: "
@@ -176,6 +207,7 @@ def compare_rules(
                 "seed": c.seed,
                 "span": c.span,
                 "adaptive": adaptive,
+                **_timing(args, c),
             }
         )
     totals = {
@@ -289,7 +321,8 @@ def machine_lines(result: dict[str, Any]) -> list[str]:
         f"{m.get('load_start')} -> {m.get('load_end')}",
         f"torch {m.get('torch')}, MONAI {m.get('monai')}, medattr {m.get('medattr')}, Python "
         f"{m.get('python')}; wall time {result['wall_seconds']:.0f} s",
-        f"rtol {s['rtol']}, adaptive max_steps {s['max_steps']}, rules {', '.join(s['rules'])}; "
+        f"rtol {s['rtol']}, adaptive max_steps {s['max_steps']}, rules {', '.join(s['rules'])}, "
+        f"round_points {s.get('round_points', 1)}; "
         f"sweeps up to n = {s['n_max']}; study seeds from {s['seed_base']}"
         + (" (validation block)" if s["seed_base"] == VALIDATION_SEED_BASE else ""),
     ]
@@ -376,6 +409,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
         time_table(result),
         "",
+        *([timing_table(result), ""] if result["settings"]["timing_rounds"] else []),
         "Targets:",
         "",
     ]
@@ -410,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("trapezoid", "simpson"),
         help="adaptive rules (the first is the one the targets are checked for)",
     )
+    add("--round-points", type=int, default=1, help="adaptive: least new points per round")
     add("--n-max", type=int, help="largest fixed n swept")
     add("--blur-mm", type=float, default=10.0)
     add("--cf-threshold", type=float, default=0.2, help="VAE-guided: p(disease) to stop at")
@@ -421,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=STEPS_SEED_BASE,
         help=f"first study seed (default {STEPS_SEED_BASE}, the test block; "
         f"{VALIDATION_SEED_BASE} is the validation block for choosing defaults)",
+    )
+    add(
+        "--timing-rounds",
+        type=int,
+        default=0,
+        help="also time GL-50 and each adaptive rule this many times, in turns (0: no)",
     )
     add(
         "--adaptive-only",
@@ -452,6 +493,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lines = machine_lines(result)
     if args.adaptive_only:
         text = "\n".join(f"- {ln}" for ln in lines) + "\n\n" + rules_table(result) + "\n"
+        if args.timing_rounds:
+            text += "\n" + timing_table(result) + "\n"
         print(text)
     else:
         print("\n".join(lines), end="\n\n")

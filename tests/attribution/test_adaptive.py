@@ -198,6 +198,16 @@ def test_meets_the_tolerance_where_fixed_gauss_legendre_does_not() -> None:
     assert float(((alphas - 0.37).abs() < 0.1).double().mean()) > 0.5
 
 
+def test_round_points_trades_evaluations_for_rounds() -> None:
+    model, x, b = _saturating_case()
+    one = _run(model, x, b, target=None)
+    four = _run(model, x, b, target=None, round_points=4)
+    assert bool(one.converged.all()) and bool(four.converged.all())
+    assert four.rounds < one.rounds
+    assert int(four.n_evaluations[0]) >= int(one.n_evaluations[0])
+    assert four.settings["round_points"] == 4
+
+
 def test_reports_non_convergence_at_max_steps() -> None:
     model, x, b = _saturating_case()
     res = _run(model, x, b, target=None, rtol=1e-6, max_steps=9)
@@ -266,6 +276,7 @@ def test_gradient_only_variant_keeps_the_completeness_error(volume_batch: torch.
         ({"rule": "gausslegendre"}, "rule"),
         ({"initial_panels": 0}, "initial_panels"),
         ({"refine_fraction": 0.0}, "refine_fraction"),
+        ({"round_points": 0}, "round_points"),
         ({"split_ratio": 1.5}, "split_ratio"),
         ({"f_inputs": torch.zeros(3)}, "f_inputs"),
         ({"paths": PathSet([0, 2], [0, 1], [1.0, 1.0])}, "paths.sample"),
