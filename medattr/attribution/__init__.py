@@ -4,6 +4,12 @@ method name (``@medattr.attribution.register("name")``)."""
 
 from medattr.attribution._base import Explanation, PathAttribution, PathCall
 from medattr.attribution._registry import METHODS, register
+from medattr.attribution.adaptive import (
+    AdaptiveResult,
+    AdaptiveRule,
+    PathSet,
+    adaptive_path_integral,
+)
 from medattr.attribution.engine import PathEngine
 from medattr.attribution.expected_gradients import ExpectedGradients
 from medattr.attribution.integrated_gradients import IntegratedGradients
@@ -17,6 +23,8 @@ from medattr.attribution.split_ig import SplitIGDetails, SplitIntegratedGradient
 __all__ = [
     "AMP",
     "METHODS",
+    "AdaptiveResult",
+    "AdaptiveRule",
     "EngineResult",
     "ExpectedGradients",
     "Explanation",
@@ -27,11 +35,13 @@ __all__ = [
     "PathCall",
     "PathEngine",
     "PathJobs",
+    "PathSet",
     "Quadrature",
     "Saliency",
     "SmoothGrad",
     "SplitIGDetails",
     "SplitIntegratedGradients",
+    "adaptive_path_integral",
     "draw_noise",
     "get",
     "names",

@@ -234,6 +234,7 @@ class PathEngine:
         buckets: int = 1,
         bucket_fn: BucketFn | None = None,
         multiply_by_delta: bool = True,
+        per_point: bool = False,
     ) -> EngineResult:
         """Accumulate weighted ``(x - b) * grad`` over ``jobs``.
 
@@ -254,7 +255,13 @@ class PathEngine:
         multiply_by_delta
             Multiply each gradient by ``x - b`` (path attribution); ``False`` sums weighted
             gradients only.
+        per_point
+            Keep each job's weighted contribution in its own row instead of summing by input:
+            ``sums`` is then ``(1, M, *input_shape[1:])`` (row ``j`` is job ``j``). For methods
+            that re-weight points after seeing them (adaptive quadrature); no buckets.
         """
+        if per_point and (buckets != 1 or bucket_fn is not None):
+            raise ValueError("per_point=True keeps one row per job; it takes no buckets")
         if self.distributed:
             return self._run_distributed(
                 inputs,
@@ -265,6 +272,7 @@ class PathEngine:
                 buckets=buckets,
                 bucket_fn=bucket_fn,
                 multiply_by_delta=multiply_by_delta,
+                per_point=per_point,
             )
         t0 = time.perf_counter()
         args = normalize_args(additional_forward_args)
@@ -276,7 +284,8 @@ class PathEngine:
         device = inputs.device
         batch = inputs.shape[0]
         m_total = len(jobs)
-        sums = torch.zeros((buckets, *inputs.shape), dtype=torch.float32, device=device)
+        rows = (m_total, *inputs.shape[1:]) if per_point else tuple(inputs.shape)
+        sums = torch.zeros((buckets, *rows), dtype=torch.float32, device=device)
         outputs = torch.empty(m_total, dtype=torch.float64)
         x_all = inputs.detach().float()
         b_all = baselines.detach().float().to(device)
@@ -337,7 +346,9 @@ class PathEngine:
                 if multiply_by_delta:
                     contrib.mul_(x_all.index_select(0, idx) - b_all.index_select(0, ref))
                 contrib.mul_(w.view(-1, *([1] * (grads.dim() - 1))))
-                if bucket_fn is None:
+                if per_point:
+                    sums[0, sl] = contrib
+                elif bucket_fn is None:
                     sums[0].index_add_(0, idx, contrib)
                 else:
                     bk = bucket_fn(jobs.sample[sl], jobs.alpha[sl], vals).to(device)
@@ -374,6 +385,7 @@ class PathEngine:
         buckets: int,
         bucket_fn: BucketFn | None,
         multiply_by_delta: bool,
+        per_point: bool = False,
     ) -> EngineResult:
         import torch.distributed as dist
 
@@ -403,10 +415,15 @@ class PathEngine:
                 additional_forward_args,
                 buckets=buckets,
                 multiply_by_delta=multiply_by_delta,
+                per_point=per_point,
             )
         finally:
             self.distributed = True
         sums = result.sums.contiguous()
+        if per_point:  # each rank holds its own rows; the others stay zero (x + 0 is exact)
+            full = sums.new_zeros((1, len(jobs), *sums.shape[2:]))
+            full[0].index_copy_(0, mine.to(sums.device), sums[0])
+            sums = full
         dist.all_reduce(sums)
         outputs = torch.zeros(len(jobs), dtype=torch.float64, device=sums.device)
         outputs[mine.to(sums.device)] = result.outputs.to(sums.device)

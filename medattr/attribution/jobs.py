@@ -80,7 +80,8 @@ class EngineResult:
     Attributes
     ----------
     sums
-        float32 tensor ``(buckets, B, *input_shape[1:])`` of accumulated attributions.
+        float32 tensor ``(buckets, B, *input_shape[1:])`` of accumulated attributions; with
+        ``per_point=True`` ``(1, M, *input_shape[1:])``, one weighted contribution per job.
     outputs
         float64 target value at each job's point, shape ``(M,)``.
     chunk_sizes

@@ -196,3 +196,20 @@ def test_chunks_stay_even_when_the_points_do_not_divide(
     res = engine.run(volume_batch, torch.zeros_like(volume_batch), jobs, bound)
     # 18 points: the 2-point measuring chunk, then 16 at <= 3 as 3 3 3 3 2 2 (not 3 x 5 + 1)
     assert res.chunk_sizes == [2, 3, 3, 3, 3, 2, 2]
+
+
+def test_per_point_rows_add_up_to_the_sums(
+    relu_net: torch.nn.Module, volume_batch: torch.Tensor
+) -> None:
+    engine = PathEngine(relu_net, internal_batch_size=3)
+    _, bound = bind_target(1, engine.forward(volume_batch))
+    jobs = PathJobs.straight(2, [0.2, 0.5, 0.9, 1.0], [0.1, 0.4, 0.3, 0.2])
+    base = torch.zeros_like(volume_batch)
+    total = engine.run(volume_batch, base, jobs, bound)
+    rows = engine.run(volume_batch, base, jobs, bound, per_point=True)
+    assert rows.sums.shape == (1, 8, 1, 8, 8, 8)
+    by_input = torch.zeros_like(total.sums[0]).index_add_(0, jobs.sample, rows.sums[0])
+    torch.testing.assert_close(by_input, total.sums[0], rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(rows.outputs, total.outputs)
+    with pytest.raises(ValueError, match="per_point"):
+        engine.run(volume_batch, base, jobs, bound, per_point=True, buckets=2)
