@@ -55,6 +55,7 @@ DEMO_RUNS = {"mni": ("builtin:mni", "vae-guided"), "phantom": ("builtin:phantom"
 
 def build_parser() -> argparse.ArgumentParser:
     from medattr._version import __version__
+    from medattr.attribution._auto import steps_value
 
     parser = argparse.ArgumentParser(
         prog="medattr",
@@ -146,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(vae-guided); phantom: torso phantom, shipped phantom classifier, blur baseline",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--steps", type=int, default=32, help="path points")
+    p.add_argument(
+        "--steps", type=steps_value, default=32, help="path points, or auto (see explain --help)"
+    )
 
     p = sub.add_parser(
         "make-dataset",

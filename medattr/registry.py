@@ -152,12 +152,15 @@ class Setting:
         if self.choices is not None and out not in self.choices:
             choices = ", ".join(repr(c) for c in self.choices)
             raise InputError(f"{label} must be one of {choices}; got {value!r}")
-        if self.minimum is not None and (
-            out < self.minimum or (self.exclusive_minimum and out == self.minimum)
+        numeric = isinstance(out, int | float)  # a type may also allow words ("auto")
+        if (
+            numeric
+            and self.minimum is not None
+            and (out < self.minimum or (self.exclusive_minimum and out == self.minimum))
         ):
             bound = ">" if self.exclusive_minimum else ">="
             raise InputError(f"{label} must be {bound} {self.minimum}, got {value!r}")
-        if self.maximum is not None and out > self.maximum:
+        if numeric and self.maximum is not None and out > self.maximum:
             raise InputError(f"{label} must be <= {self.maximum}, got {value!r}")
         return out
 

@@ -9,8 +9,16 @@ from typing import Any
 from torch import Tensor
 
 from medattr._baseline import Baseline
+from medattr.attribution._auto import (
+    COMPLETENESS_RTOL,
+    MAX_STEPS,
+    adaptive_record,
+    engine_result,
+    is_auto,
+)
 from medattr.attribution._base import UNSET, Explanation, PathAttribution
 from medattr.attribution._registry import register
+from medattr.attribution.adaptive import adaptive_path_integral
 from medattr.attribution.jobs import PathJobs
 from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.targets import TargetLike
@@ -35,6 +43,12 @@ class IntegratedGradients(PathAttribution):
     ``MetaTensor`` input's affine when not given) reaches baselines that need it (blur in mm),
     and :meth:`explain` returns everything (f(x), f(x'), timings) as an :class:`Explanation`.
 
+    ``n_steps="auto"`` adds path points where the local completeness error is largest until
+    ``|sum(phi) - (f(x) - f(x'))| <= completeness_rtol * |f(x) - f(x')|`` or ``max_steps``
+    points per input were spent (see :func:`~medattr.attribution.adaptive_path_integral`); the
+    delta is then the error reached and ``extras["adaptive"]`` says how many points each input
+    took and whether it converged (``method`` does not apply).
+
     Examples
     --------
     >>> import torch
@@ -47,7 +61,7 @@ class IntegratedGradients(PathAttribution):
     """
 
     method_name = "integrated_gradients"
-    settings = (N_STEPS, QUADRATURE)
+    settings = (N_STEPS, QUADRATURE, COMPLETENESS_RTOL, MAX_STEPS)
     captum_arguments = (
         "baselines",
         "target",
@@ -64,15 +78,19 @@ class IntegratedGradients(PathAttribution):
         baselines: Baseline | Tensor | float | None = None,
         target: TargetLike = None,
         additional_forward_args: Any = None,
-        n_steps: int = 50,
+        n_steps: int | str = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | str | None = UNSET,
         *,
         spacing: Sequence[float] | None = None,
+        completeness_rtol: float = 0.01,
+        max_steps: int = 512,
         **engine: Any,
     ) -> Explanation:
         """Like :meth:`attribute`, returning an :class:`Explanation` with every number."""
-        alphas, weights = quadrature(method, n_steps)
+        auto = is_auto(n_steps)
+        if not auto:
+            alphas, weights = quadrature(method, int(n_steps))
         call = self.begin(
             inputs,
             target,
@@ -83,6 +101,35 @@ class IntegratedGradients(PathAttribution):
         )
         base = call.baselines(baselines)
         b = base.baselines
+        if auto:
+            ares = adaptive_path_integral(
+                call.engine,
+                call.x,
+                b,
+                call.bound,
+                call.args,
+                rtol=completeness_rtol,
+                max_steps=max_steps,
+                f_inputs=call.f_input,
+                multiply_by_delta=self.multiply_by_inputs,
+            )
+            return call.explanation(
+                ares.sums[0],
+                ares.f_baseline,
+                engine_result(ares),
+                {
+                    "n_steps": "auto",
+                    "completeness_rtol": completeness_rtol,
+                    "max_steps": max_steps,
+                    "multiply_by_inputs": self.multiply_by_inputs,
+                },
+                baselines=b,
+                extras={
+                    "baseline": base.info,
+                    "bytes_per_point": ares.bytes_per_point,
+                    "adaptive": adaptive_record(ares, completeness_rtol, max_steps),
+                },
+            )
         res = call.run(b, PathJobs.straight(call.batch, alphas, weights))
         return call.explanation(
             res.sums[0],

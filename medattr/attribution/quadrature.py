@@ -15,6 +15,7 @@ from enum import Enum
 
 import numpy as np
 
+from medattr.attribution._auto import steps_value
 from medattr.options import parse_option
 from medattr.registry import Setting
 
@@ -42,7 +43,13 @@ QUADRATURE = Setting(
 
 
 N_STEPS = Setting(
-    "n_steps", 32, "path points (quadrature nodes) per input", type=int, minimum=1, flag="--steps"
+    "n_steps",
+    32,
+    "path points (quadrature nodes) per input, or 'auto': add points until completeness holds "
+    "within --completeness-rtol",
+    type=steps_value,
+    minimum=1,
+    flag="--steps",
 )
 """Setting of the methods that integrate along a path (IG, Split IG, SmoothGrad over IG)."""
 

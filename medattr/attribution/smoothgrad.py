@@ -24,8 +24,16 @@ import torch
 from torch import Tensor
 
 from medattr._baseline import Baseline
+from medattr.attribution._auto import (
+    COMPLETENESS_RTOL,
+    MAX_STEPS,
+    adaptive_record,
+    is_auto,
+    merge_records,
+)
 from medattr.attribution._base import UNSET, Explanation, PathAttribution
 from medattr.attribution._registry import register
+from medattr.attribution.adaptive import PathSet, adaptive_path_integral
 from medattr.attribution.jobs import EngineResult, PathJobs
 from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.options import parse_option
@@ -148,7 +156,16 @@ class SmoothGrad(PathAttribution):
     """
 
     method_name = "smoothgrad"
-    settings = (NT_SAMPLES, NOISE_LEVEL, NT_TYPE, SMOOTHGRAD_BASE, N_STEPS, QUADRATURE)
+    settings = (
+        NT_SAMPLES,
+        NOISE_LEVEL,
+        NT_TYPE,
+        SMOOTHGRAD_BASE,
+        N_STEPS,
+        QUADRATURE,
+        COMPLETENESS_RTOL,
+        MAX_STEPS,
+    )
     captum_arguments = (
         "target",
         "additional_forward_args",
@@ -194,6 +211,8 @@ class SmoothGrad(PathAttribution):
             baselines=baselines if ig else None,
             n_steps=settings["n_steps"],
             method=settings["quadrature"],
+            completeness_rtol=settings.get("completeness_rtol", 0.01),
+            max_steps=settings.get("max_steps", 512),
         )
 
     def explain(
@@ -208,12 +227,14 @@ class SmoothGrad(PathAttribution):
         seed: int | None = 0,
         *,
         baselines: Baseline | Tensor | float | None = None,
-        n_steps: int = 50,
+        n_steps: int | str = 50,
         method: str = "gausslegendre",
         nt_samples_batch_size: int | None = None,
         internal_batch_size: int | str | None = UNSET,
         spacing: Sequence[float] | None = None,
         absolute: bool = False,
+        completeness_rtol: float = 0.01,
+        max_steps: int = 512,
         **engine: Any,
     ) -> Explanation:
         """Like :meth:`attribute`, returning an :class:`Explanation`. ``absolute`` takes the
@@ -223,8 +244,9 @@ class SmoothGrad(PathAttribution):
         if isinstance(nt_samples, bool) or not isinstance(nt_samples, int) or nt_samples < 1:
             raise ValueError(f"nt_samples must be a positive int, got {nt_samples!r}")
         ig = self.base is BaseMethod.INTEGRATED_GRADIENTS
-        if ig:
-            alphas, weights = quadrature(method, n_steps)
+        auto = ig and is_auto(n_steps)
+        if ig and not auto:
+            alphas, weights = quadrature(method, int(n_steps))
         call = self.begin(
             inputs,
             target,
@@ -258,6 +280,7 @@ class SmoothGrad(PathAttribution):
         f_noisy = torch.zeros(total, dtype=torch.float64)
         chunk_sizes: list[int] = []
         oom = 0
+        adaptive: list[dict[str, Any]] = []
         v0 = 0
         while v0 < total:
             v1 = min(total, v0 + group)
@@ -271,10 +294,34 @@ class SmoothGrad(PathAttribution):
                 ]
             ).to(x.dtype)
             g = v1 - v0
+            noisy_args = owner_args(args, owners.to(x.device), batch)
+            if auto:  # each noisy copy's path refined until its own completeness holds
+                ares = adaptive_path_integral(
+                    eng,
+                    noisy,
+                    b,
+                    owned(bound, owners),
+                    noisy_args,
+                    paths=PathSet(torch.arange(g), owners, torch.ones(g)),
+                    rtol=completeness_rtol,
+                    max_steps=max_steps,
+                    multiply_by_delta=self.multiply_by_inputs,
+                )
+                a = ares.sums[0].abs() if absolute else ares.sums[0]
+                f_noisy[v0:v1] = ares.f_input
+                draw_deltas[v0:v1] = a.flatten(1).double().sum(1).cpu() - (
+                    ares.f_input - f_b[owners]
+                )
+                adaptive.append(adaptive_record(ares, completeness_rtol, max_steps))
+                mean.index_add_(0, owners.to(x.device), a)
+                sq.index_add_(0, owners.to(x.device), a * a)
+                chunk_sizes += ares.chunk_sizes
+                oom += ares.oom_retries
+                v0 = v1
+                continue
             jobs = PathJobs.straight(g, alphas, weights)
             refs = owners.repeat(len(alphas)) if ig else torch.zeros(len(jobs), dtype=torch.long)
             jobs = PathJobs(jobs.sample, refs, jobs.alpha, jobs.weight)
-            noisy_args = owner_args(args, owners.to(x.device), batch)
             res = eng.run(
                 noisy,
                 b,
@@ -308,7 +355,12 @@ class SmoothGrad(PathAttribution):
             "stdevs": stdevs if stdevs is None or isinstance(stdevs, float | int) else list(stdevs),
             "seed": seed,
             "base": self.base.value,
-            **({"n_steps": n_steps, "method": str(method)} if ig else {}),
+            **({"n_steps": n_steps, "method": str(method)} if ig and not auto else {}),
+            **(
+                {"n_steps": "auto", "completeness_rtol": completeness_rtol, "max_steps": max_steps}
+                if auto
+                else {}
+            ),
         }
         return call.explanation(
             attr,
@@ -324,6 +376,7 @@ class SmoothGrad(PathAttribution):
                 else torch.full((total,), float("nan"), dtype=torch.float64),
                 "f_noisy_mean": mean_f_noisy.tolist(),
                 "baseline": base.info if base is not None else {},
+                **({"adaptive": merge_records(adaptive)} if auto else {}),
             },
         )
 

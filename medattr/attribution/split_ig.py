@@ -20,9 +20,17 @@ import torch
 from torch import Tensor
 
 from medattr._baseline import Baseline
+from medattr.attribution._auto import (
+    COMPLETENESS_RTOL,
+    MAX_STEPS,
+    adaptive_record,
+    engine_result,
+    is_auto,
+)
 from medattr.attribution._base import UNSET, Explanation, PathAttribution
 from medattr.attribution._registry import register
-from medattr.attribution.jobs import PathJobs
+from medattr.attribution.adaptive import adaptive_path_integral
+from medattr.attribution.jobs import EngineResult, PathJobs
 from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.registry import Setting
 from medattr.targets import TargetLike
@@ -48,7 +56,8 @@ class SplitIGDetails:
     right
         Attribution of the saturated part (same shape as the input).
     path_alphas, path_outputs
-        ``(K,)`` nodes and ``(B, K)`` target values along the path.
+        ``(K,)`` nodes and ``(B, K)`` target values along the path (with ``n_steps="auto"``,
+        where every input's path has its own nodes: one ``(K_i,)`` tensor per input in a list).
     left_delta
         ``(B,)`` sum(left) - (f(alpha*) - f(x')).
     """
@@ -58,8 +67,8 @@ class SplitIGDetails:
     threshold: Tensor
     f_alpha_star: Tensor
     right: Tensor
-    path_alphas: Tensor
-    path_outputs: Tensor
+    path_alphas: Tensor | list[Tensor]
+    path_outputs: Tensor | list[Tensor]
     left_delta: Tensor
 
 
@@ -84,10 +93,14 @@ class SplitIntegratedGradients(PathAttribution):
 
     The returned convergence delta refers to the returned part: for ``"left"`` it is
     ``sum(left) - (f(gamma(alpha*)) - f(x'))``; for ``"full"`` the usual IG delta.
+
+    With ``n_steps="auto"`` the whole path is refined until IG's completeness holds within
+    ``completeness_rtol`` and split at its first panel end past the ratio: the refined path
+    gives ``alpha*`` at no extra cost.
     """
 
     method_name = "split_integrated_gradients"
-    settings = (N_STEPS, QUADRATURE, RATIO)
+    settings = (N_STEPS, QUADRATURE, RATIO, COMPLETENESS_RTOL, MAX_STEPS)
     supports_distributed = False  # the split point needs the whole path, in order
     captum_arguments = (
         "baselines",
@@ -105,20 +118,24 @@ class SplitIntegratedGradients(PathAttribution):
         baselines: Baseline | Tensor | float | None = None,
         target: TargetLike = None,
         additional_forward_args: Any = None,
-        n_steps: int = 50,
+        n_steps: int | str = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | str | None = UNSET,
         *,
         ratio: float = 0.9,
         part: str = "left",
         spacing: Sequence[float] | None = None,
+        completeness_rtol: float = 0.01,
+        max_steps: int = 512,
         **engine: Any,
     ) -> Explanation:
         if not 0.0 < float(ratio) <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         if part not in ("left", "right", "full"):
             raise ValueError(f"part must be 'left', 'right' or 'full', got {part!r}")
-        alphas, weights = quadrature(method, n_steps)
+        auto = is_auto(n_steps)
+        if not auto:
+            alphas, weights = quadrature(method, int(n_steps))
         call = self.begin(
             inputs,
             target,
@@ -130,10 +147,87 @@ class SplitIntegratedGradients(PathAttribution):
         x, f_x = call.x, call.f_input
         base = call.baselines(baselines)
         b = base.baselines
-        batch = call.batch
-        f_b = call.f_at(b)
+        if auto:
+            ares = adaptive_path_integral(
+                call.engine,
+                x,
+                b,
+                call.bound,
+                call.args,
+                rtol=completeness_rtol,
+                max_steps=max_steps,
+                f_inputs=f_x,
+                multiply_by_delta=self.multiply_by_inputs,
+                split_ratio=float(ratio),
+            )
+            f_b = ares.f_baseline
+            res: EngineResult = engine_result(ares)
+            assert ares.alpha_star is not None and ares.f_alpha_star is not None
+            alpha_star = ares.alpha_star.double()
+            f_star = ares.f_alpha_star.double()
+            crossed = alpha_star < 1.0
+            a_path: Tensor | list[Tensor] = list(ares.path_alphas)
+            outputs_path: Tensor | list[Tensor] = list(ares.path_outputs)
+            steps = {
+                "n_steps": "auto",
+                "completeness_rtol": completeness_rtol,
+                "max_steps": max_steps,
+            }
+            more = {"adaptive": adaptive_record(ares, completeness_rtol, max_steps)}
+        else:
+            f_b = call.f_at(b)
+            res, alpha_star, f_star, crossed, a_path, outputs_path = self._fixed(
+                call, b, f_b, alphas, weights, ratio
+            )
+            steps, more = {"n_steps": n_steps, "method": str(method)}, {}
         span = f_x - f_b
-        tau = f_b + float(ratio) * span
+        left, right = res.sums[0], res.sums[1]
+        left_sum = left.flatten(1).double().sum(1).cpu()
+        right_sum = right.flatten(1).double().sum(1).cpu()
+        left_delta = left_sum - (f_star - f_b)
+        details = SplitIGDetails(
+            alpha_star=alpha_star,
+            saturated=crossed.clone(),
+            threshold=f_b + float(ratio) * span,
+            f_alpha_star=f_star,
+            right=right.to(x.dtype),
+            path_alphas=a_path,
+            path_outputs=outputs_path,
+            left_delta=left_delta,
+        )
+        if part == "left":
+            attr, delta = left, left_delta
+        elif part == "right":
+            attr, delta = right, right_sum - (f_x - f_star)
+        else:
+            attr = left + right
+            delta = left_sum + right_sum - span
+        return call.explanation(
+            attr,
+            f_b,
+            res,
+            {**steps, "ratio": float(ratio), "part": part},
+            baselines=b,
+            convergence_delta=delta,
+            extras={
+                "split": details,
+                "baseline": base.info,
+                "alpha_star": alpha_star.tolist(),
+                "f_alpha_star": f_star.tolist(),
+                "saturated": crossed.tolist(),
+                "ig_delta": (left_sum + right_sum - span).tolist(),
+                **more,
+            },
+        )
+
+    @staticmethod
+    def _fixed(
+        call: Any, b: Tensor, f_b: Tensor, alphas: Any, weights: Any, ratio: float
+    ) -> tuple[EngineResult, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The fixed rule: one engine run, points bucketed left/right of alpha* as their
+        values arrive (the jobs are ordered by alpha)."""
+        f_x, batch = call.f_input, call.batch
+        span = f_x - f_b
         crossed = torch.zeros(batch, dtype=torch.bool)
         alpha_star = torch.ones(batch, dtype=torch.float64)
 
@@ -152,46 +246,10 @@ class SplitIntegratedGradients(PathAttribution):
 
         jobs = PathJobs.straight(batch, alphas, weights)  # ordered by alpha
         res = call.run(b, jobs, buckets=2, bucket_fn=bucket_fn)
-        left, right = res.sums[0], res.sums[1]
         path_outputs = res.outputs.view(len(alphas), batch).T.contiguous()
         a = torch.as_tensor(alphas, dtype=torch.float64)
         f_star = torch.empty(batch, dtype=torch.float64)
         for i in range(batch):
             hits = (a == alpha_star[i]).nonzero()
             f_star[i] = path_outputs[i, int(hits[0])] if crossed[i] and len(hits) else f_x[i]
-        left_sum = left.flatten(1).double().sum(1).cpu()
-        right_sum = right.flatten(1).double().sum(1).cpu()
-        left_delta = left_sum - (f_star - f_b)
-        details = SplitIGDetails(
-            alpha_star=alpha_star,
-            saturated=crossed.clone(),
-            threshold=tau,
-            f_alpha_star=f_star,
-            right=right.to(x.dtype),
-            path_alphas=a,
-            path_outputs=path_outputs,
-            left_delta=left_delta,
-        )
-        if part == "left":
-            attr, delta = left, left_delta
-        elif part == "right":
-            attr, delta = right, right_sum - (f_x - f_star)
-        else:
-            attr = left + right
-            delta = left_sum + right_sum - span
-        return call.explanation(
-            attr,
-            f_b,
-            res,
-            {"n_steps": n_steps, "method": str(method), "ratio": float(ratio), "part": part},
-            baselines=b,
-            convergence_delta=delta,
-            extras={
-                "split": details,
-                "baseline": base.info,
-                "alpha_star": alpha_star.tolist(),
-                "f_alpha_star": f_star.tolist(),
-                "saturated": crossed.tolist(),
-                "ig_delta": (left_sum + right_sum - span).tolist(),
-            },
-        )
+        return res, alpha_star, f_star, crossed, a, path_outputs

@@ -193,6 +193,7 @@ _REGISTRIES: tuple[Registry[Any], ...] = (METHODS, BASELINES, WRITERS)
 
 LIMITS: dict[str, int] = {
     "n_steps": 1024,
+    "max_steps": 1024,
     "nt_samples": 256,
     "eg_samples": 4096,
     "cf_steps": 10_000,

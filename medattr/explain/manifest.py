@@ -21,7 +21,15 @@ __all__ = ["MANIFEST_VERSION", "build_manifest", "device_name"]
 
 MANIFEST_VERSION = 1
 
-_EXTRAS = ("alpha_star", "f_alpha_star", "saturated", "ig_delta", "f_noisy_mean", "bytes_per_point")
+_EXTRAS = (
+    "alpha_star",
+    "f_alpha_star",
+    "saturated",
+    "ig_delta",
+    "f_noisy_mean",
+    "bytes_per_point",
+    "adaptive",
+)
 
 
 def build_manifest(
