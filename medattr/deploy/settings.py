@@ -8,7 +8,7 @@ from these variables:
 ``MEDATTR_MODEL``      model when ``-m`` is not given: a path, or ``builtin:NAME``
 ``MEDATTR_METHOD``     ``ig`` (default), ``smoothgrad``, ``split-ig``, ...
 ``MEDATTR_BASELINE``   ``blur`` (default), ``zero``, ``constant``, ...
-``MEDATTR_N_STEPS``    path points (default 32)
+``MEDATTR_N_STEPS``    path points (default 32), or ``auto`` (see ``MEDATTR_COMPLETENESS_RTOL``)
 ``MEDATTR_FORMATS``    comma-separated outputs (default ``dicom-rgb,dicom-pm,dicom-seg``)
 ``MEDATTR_DEVICE``     ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N``
 ``MEDATTR_RESAMPLE``   ``1`` to interpolate irregular series instead of refusing them

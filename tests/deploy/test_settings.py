@@ -46,7 +46,10 @@ def test_the_settings_are_accepted_by_the_explainer(tiny_model: Path, tmp_path: 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MEDATTR_N_STEPS": "many"}, "MEDATTR_N_STEPS must be a positive integer, got 'many'"),
+        (
+            {"MEDATTR_N_STEPS": "many"},
+            "MEDATTR_N_STEPS must be a positive integer or 'auto', got 'many'",
+        ),
         ({"MEDATTR_RESAMPLE": "maybe"}, "MEDATTR_RESAMPLE must be 1 or 0"),
         ({"MEDATTR_OPTIONS": "{target: 1}"}, "MEDATTR_OPTIONS is not valid JSON"),
         ({"MEDATTR_OPTIONS": "[1]"}, "MEDATTR_OPTIONS must be a JSON object, got list"),
