@@ -26,6 +26,7 @@ __all__ = [
     "COMPLETENESS_RTOL",
     "MAX_STEPS",
     "adaptive_record",
+    "auto_settings",
     "engine_result",
     "is_auto",
     "merge_records",
@@ -83,6 +84,11 @@ def engine_result(res: AdaptiveResult) -> EngineResult:
         res.bytes_per_point,
         res.engine_seconds,
     )
+
+
+def auto_settings(rtol: float, max_steps: int) -> dict[str, Any]:
+    """The method settings an adaptive run records."""
+    return {"n_steps": AUTO, "completeness_rtol": rtol, "max_steps": max_steps}
 
 
 def adaptive_record(res: AdaptiveResult, rtol: float, max_steps: int) -> dict[str, Any]:

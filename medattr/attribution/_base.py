@@ -200,6 +200,24 @@ class PathCall:
         options.setdefault("multiply_by_delta", self.method.multiply_by_inputs)
         return self.engine.run(self.x, baselines, jobs, self.bound, self.args, **options)
 
+    def adaptive(self, baselines: Tensor, rtol: float, max_steps: int, **options: Any) -> Any:
+        """:func:`~medattr.attribution.adaptive_path_integral` over this call's inputs, target
+        and arguments (``n_steps="auto"``); ``f(x)`` is the value already bound."""
+        from medattr.attribution.adaptive import adaptive_path_integral
+
+        options.setdefault("multiply_by_delta", self.method.multiply_by_inputs)
+        return adaptive_path_integral(
+            self.engine,
+            self.x,
+            baselines,
+            self.bound,
+            self.args,
+            rtol=rtol,
+            max_steps=max_steps,
+            f_inputs=self.f_input,
+            **options,
+        )
+
     def f_at(self, baselines: Tensor) -> Tensor:
         """Target value at each input's baseline, float64 ``(B,)``."""
         batch = self.batch

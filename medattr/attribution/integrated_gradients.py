@@ -13,12 +13,12 @@ from medattr.attribution._auto import (
     COMPLETENESS_RTOL,
     MAX_STEPS,
     adaptive_record,
+    auto_settings,
     engine_result,
     is_auto,
 )
 from medattr.attribution._base import UNSET, Explanation, PathAttribution
 from medattr.attribution._registry import register
-from medattr.attribution.adaptive import adaptive_path_integral
 from medattr.attribution.jobs import PathJobs
 from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.targets import TargetLike
@@ -102,25 +102,13 @@ class IntegratedGradients(PathAttribution):
         base = call.baselines(baselines)
         b = base.baselines
         if auto:
-            ares = adaptive_path_integral(
-                call.engine,
-                call.x,
-                b,
-                call.bound,
-                call.args,
-                rtol=completeness_rtol,
-                max_steps=max_steps,
-                f_inputs=call.f_input,
-                multiply_by_delta=self.multiply_by_inputs,
-            )
+            ares = call.adaptive(b, completeness_rtol, max_steps)
             return call.explanation(
                 ares.sums[0],
                 ares.f_baseline,
                 engine_result(ares),
                 {
-                    "n_steps": "auto",
-                    "completeness_rtol": completeness_rtol,
-                    "max_steps": max_steps,
+                    **auto_settings(completeness_rtol, max_steps),
                     "multiply_by_inputs": self.multiply_by_inputs,
                 },
                 baselines=b,

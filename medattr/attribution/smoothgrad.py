@@ -28,6 +28,7 @@ from medattr.attribution._auto import (
     COMPLETENESS_RTOL,
     MAX_STEPS,
     adaptive_record,
+    auto_settings,
     is_auto,
     merge_records,
 )
@@ -356,11 +357,7 @@ class SmoothGrad(PathAttribution):
             "seed": seed,
             "base": self.base.value,
             **({"n_steps": n_steps, "method": str(method)} if ig and not auto else {}),
-            **(
-                {"n_steps": "auto", "completeness_rtol": completeness_rtol, "max_steps": max_steps}
-                if auto
-                else {}
-            ),
+            **(auto_settings(completeness_rtol, max_steps) if auto else {}),
         }
         return call.explanation(
             attr,

@@ -24,12 +24,12 @@ from medattr.attribution._auto import (
     COMPLETENESS_RTOL,
     MAX_STEPS,
     adaptive_record,
+    auto_settings,
     engine_result,
     is_auto,
 )
 from medattr.attribution._base import UNSET, Explanation, PathAttribution
 from medattr.attribution._registry import register
-from medattr.attribution.adaptive import adaptive_path_integral
 from medattr.attribution.jobs import EngineResult, PathJobs
 from medattr.attribution.quadrature import N_STEPS, QUADRATURE, quadrature
 from medattr.registry import Setting
@@ -148,18 +148,7 @@ class SplitIntegratedGradients(PathAttribution):
         base = call.baselines(baselines)
         b = base.baselines
         if auto:
-            ares = adaptive_path_integral(
-                call.engine,
-                x,
-                b,
-                call.bound,
-                call.args,
-                rtol=completeness_rtol,
-                max_steps=max_steps,
-                f_inputs=f_x,
-                multiply_by_delta=self.multiply_by_inputs,
-                split_ratio=float(ratio),
-            )
+            ares = call.adaptive(b, completeness_rtol, max_steps, split_ratio=float(ratio))
             f_b = ares.f_baseline
             res: EngineResult = engine_result(ares)
             assert ares.alpha_star is not None and ares.f_alpha_star is not None
@@ -168,11 +157,7 @@ class SplitIntegratedGradients(PathAttribution):
             crossed = alpha_star < 1.0
             a_path: Tensor | list[Tensor] = list(ares.path_alphas)
             outputs_path: Tensor | list[Tensor] = list(ares.path_outputs)
-            steps = {
-                "n_steps": "auto",
-                "completeness_rtol": completeness_rtol,
-                "max_steps": max_steps,
-            }
+            steps = auto_settings(completeness_rtol, max_steps)
             more = {"adaptive": adaptive_record(ares, completeness_rtol, max_steps)}
         else:
             f_b = call.f_at(b)
