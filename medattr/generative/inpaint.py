@@ -196,7 +196,8 @@ class LoadedInpainter:
             )
         k = self.multiple
         pad = [(-n) % k for n in x.shape[2:]]
-        dev = next(iter(self.module.parameters())).device
+        first = next(iter(self.module.parameters()), None)  # none in a parameter-free module
+        dev = first.device if first is not None else x.device
         xin, min_ = x.to(dev, torch.float32), mask.to(dev, torch.float32)
         if any(pad):
             spec = [v for p in reversed(pad) for v in (0, p)]

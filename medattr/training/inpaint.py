@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,12 +234,18 @@ def train_inpainter(
     pair_spec: ModelSpec | None = None,
     cache_dir: str | Path | None = None,
     checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Render healthy volumes, train, measure, calibrate, export ``out``; returns the metrics.
 
     ``cache_dir`` keeps the rendered volumes (:func:`~medattr.training.render_split`);
     ``checkpoint`` receives the best weights so far (``torch.save`` of ``{"state", "step",
-    "val_l1", "config"}``) at every validation, for looking at a long run while it trains.
+    "val_l1", "config", "history"}``) at every validation, for looking at a long run while it
+    trains. ``resume`` continues a stopped run from such a checkpoint: its weights, step and
+    best validation L1; the optimiser's moments start afresh, the one-cycle schedule resumes at
+    that step and the crops are drawn from a generator seeded with the step. ``time_limit_s``
+    stops training after that many seconds, with a validation at the step reached.
     """
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -258,9 +265,22 @@ def train_inpainter(
     batches = _Batches(x_train, cfg)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"val_l1": float("inf"), "step": 0, "state": None}
+    start = 0
+    if resume is not None:
+        saved = torch.load(Path(resume), map_location="cpu", weights_only=False)
+        net.load_state_dict(saved["state"])
+        start = int(saved["step"])
+        best = {"val_l1": float(saved["val_l1"]), "step": start, "state": saved["state"]}
+        history = [*saved.get("history", []), {"resumed_at_step": start}]
+        batches.rng = np.random.default_rng([cfg.torch_seed, start])
+        with warnings.catch_warnings():  # stepping the schedule without optimiser steps
+            warnings.simplefilter("ignore")
+            for _ in range(start):
+                sched.step()
     losses: list[float] = []
     t_train = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
+    for step in range(start + 1, cfg.steps + 1):
+        out_of_time = time_limit_s is not None and time.perf_counter() - t_train > time_limit_s
         net.train()
         xb, mb = batches.sample()
         xb = xb.to(dev).contiguous(memory_format=cl)
@@ -272,7 +292,7 @@ def train_inpainter(
         opt.step()
         sched.step()
         losses.append(l1)
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
             val = evaluate_inpainter(net, x_val.to(dev), val_masks.to(dev))
             history.append(
                 {
@@ -298,7 +318,10 @@ def train_inpainter(
                     from medattr._fs import atomic_path
 
                     with atomic_path(Path(checkpoint), suffix=".pt") as tmp:
-                        torch.save({**best, "config": asdict(cfg)}, tmp)
+                        torch.save({**best, "config": asdict(cfg), "history": history}, tmp)
+        if out_of_time:
+            log.info("time limit reached at step %d", step)
+            break
     net.load_state_dict(best["state"])
     head = {
         "val_l1": best["val_l1"],
@@ -393,6 +416,7 @@ def export_checkpoint(
         "val_l1": float(saved["val_l1"]),
         "best_step": int(saved["step"]),
         "stopped_early": int(saved["step"]) < cfg.steps,
+        "history": list(saved.get("history", [])),
         "device": "cpu",
         "n_train_healthy": cfg.n_train,
     }

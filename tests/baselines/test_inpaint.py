@@ -4,6 +4,7 @@ tested in tests/baselines/test_inpaint_shipped.py)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +188,72 @@ def test_bad_settings_and_grids(inpainter: FlatHealthy, study: tuple[torch.Tenso
         InpaintCounterfactualBaseline(object())
     with pytest.raises(InputError, match="masks must have"):
         InpaintCounterfactualBaseline(inpainter).from_masks(x, torch.zeros(1, 1, 4, 4, 4), None, SP)
+
+
+def test_the_registry_builds_each_mask_baseline_from_settings(
+    inpainter: FlatHealthy, study: tuple[torch.Tensor, ...], tmp_path: Path
+) -> None:
+    """The four names are registered, declare their settings (the inpainter as an asset) and
+    are built by ``create`` from setting values; the inpainter defaults to the model's pair."""
+    from medattr import baselines
+    from medattr.baselines import BaselineSetup
+    from medattr.baselines.counterfactual import VAEGuidedMaskedResidualBaseline
+    from medattr.models import ModelSpec
+
+    classes = {
+        "inpaint": InpaintCounterfactualBaseline,
+        "inpaint-mask-blur": MaskedBlurBaseline,
+        "inpaint-mask-vae": MaskedVAEBaseline,
+        "vae-guided-residual-masked": VAEGuidedMaskedResidualBaseline,
+    }
+    assert set(classes) <= set(baselines.names())
+    for name, cls in classes.items():
+        assert baselines.get(name) is cls
+        declared = {s.name: s for s in cls.settings}
+        assert declared["inpainter"].asset and "anomaly_threshold" in declared
+    assert baselines.BASELINES.settings(["inpaint-mask-blur"])["blur_sigma_mm"].default == 10.0
+
+    class Model:
+        spec = ModelSpec(name="medattr-mni-lesion-classifier")
+
+    setup = BaselineSetup(model=Model())
+    assert InpaintCounterfactualBaseline.assets({}, setup) == {"inpainter": "builtin:mni-inpainter"}
+    Model.spec = ModelSpec(name="other", extra={"paired_inpainter": "mine.ts"})
+    assert InpaintCounterfactualBaseline.assets({}, setup) == {"inpainter": "mine.ts"}
+    assert MaskedVAEBaseline.assets({"inpainter": "a.ts", "vae": "v.ts"}, setup) == {
+        "inpainter": "a.ts",
+        "vae": "v.ts",
+    }
+    Model.spec = ModelSpec(name="other")
+    with pytest.raises(InputError, match="--inpainter"):
+        InpaintCounterfactualBaseline.assets({}, setup)
+
+    # built from setting values with a saved inpainter: the same baseline as by hand
+    x, _, _ = study
+    path = _export_flat(inpainter, tmp_path / "flat.ts")
+    made = baselines.create(
+        "inpaint-mask-blur",
+        {"inpainter": str(path), "inpaint_feather_mm": 3.0, "blur_sigma_mm": 6.0},
+        setup,
+    )
+    assert isinstance(made, MaskedBlurBaseline)
+    assert made.feather_mm == 3.0 and made.sigma_mm == 6.0
+    by_hand = MaskedBlurBaseline(inpainter, sigma_mm=6.0, feather_mm=3.0).generate(x, _ctx())
+    torch.testing.assert_close(made.generate(x, _ctx()).baselines, by_hand.baselines)
+
+
+class _FlatModule(torch.nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask > 0.5, self.predict(x, mask), x)
+
+    @torch.jit.export
+    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, 0.5)
+
+
+def _export_flat(inpainter: FlatHealthy, path: Path) -> Path:
+    from medattr.models import ModelSpec, export_torchscript
+
+    spec = ModelSpec(name="flat", extra={"anomaly": inpainter.calibration, "strides": [2]})
+    export_torchscript(_FlatModule(), spec, path)
+    return path

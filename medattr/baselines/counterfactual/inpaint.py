@@ -236,6 +236,8 @@ class MaskedInfillBaseline(Baseline):
     """
 
     name = "masked-infill"
+    expensive = True
+    """Made once per study and cached by the benchmark (the mask costs 16+ inpainter passes)."""
     settings: ClassVar[tuple[Setting, ...]] = (
         INPAINTER,
         CF_THRESHOLD,

@@ -72,6 +72,7 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
 
     name = "vae-guided-residual-masked"
     residual = True
+    expensive = True
     settings: ClassVar[tuple[Setting, ...]] = (
         VAE,
         INPAINTER,
