@@ -212,6 +212,43 @@ def test_each_counterfactual_baseline_end_to_end(baseline: str, tmp_path: Path) 
         assert m["f_baseline"] < 0 < m["f_input"] and m["warnings"] == []
 
 
+@pytest.mark.parametrize("threshold", [None, "0.8"])
+def test_inpaint_baseline_end_to_end(threshold: str | None, tmp_path: Path) -> None:
+    """``medattr explain --baseline inpaint`` with the shipped brain classifier on the embedded
+    lesion study: the inpainter paired by default and recorded with its SHA-256 under
+    ``assets``; the anomaly mask's voxels, volume, components, steps and p(disease | x') in the
+    manifest. Measured (docs/models.md): the calibrated mask misses this lesion, so x' = x and
+    the baseline is flagged; a lower ``--anomaly-threshold`` gives a mask (false positives
+    included) and a baseline that differs from the input."""
+    from medattr.models import builtin_model_path, file_sha256
+    from medattr.synthetic.demo import demo_study_path
+
+    out = tmp_path / "out"
+    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv += ["--baseline", "inpaint", "--steps", "8", "--device", "cpu"]
+    argv += ["--anomaly-threshold", threshold] if threshold else []
+    assert _run(*argv) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    b = m["baseline"]
+    sha = file_sha256(builtin_model_path("mni-inpainter"))
+    assert b["name"] == "inpaint" and b["inpainter"]["sha256"] == sha
+    assert m["assets"]["inpainter"]["sha256"] == sha
+    assert m["config"]["baseline"] == "inpaint" and m["config"]["inpaint_feather_mm"] == 4.5
+    assert m["config"]["anomaly_threshold"] == (float(threshold) if threshold else None)
+    assert b["n_components"][0] == len(b["components"][0])
+    assert b["mask_volume_mm3"][0] == pytest.approx(27.0 * b["mask_voxels"][0])
+    assert b["steps"][0][0]["step"] == "threshold"
+    assert b["p_disease_input"][0] > 0.99 and len(b["p_disease_baseline"]) == 1
+    assert (out / "demo_mni_baseline.nii.gz").exists() and np.isfinite(m["f_baseline"])
+    if threshold is None:
+        assert b["mask_empty"] == [True] and m["f_baseline"] == m["f_input"]
+        assert b["distance_to_input"]["mean_abs"] == 0.0
+        assert b["still_diseased"] == [True] and any("inpaint" in w for w in m["warnings"])
+    else:
+        assert b["mask_voxels"][0] > 0 and b["n_components"][0] >= 1
+        assert b["distance_to_input"]["mean_abs"] > 0 and m["f_baseline"] != m["f_input"]
+
+
 def _nothing_written(out: Path) -> bool:
     return not out.exists()
 

@@ -1,10 +1,12 @@
 """The bundle's training workflows: retrain a shipped model and check it reproduces the metrics.
 
-``configs/train_classifier.json`` and ``configs/train_vae.json`` build a :class:`TrainingRun`
-from :class:`~medattr.training.ClassifierTrainingConfig` /
-:class:`~medattr.training.vae.VAETrainingConfig`; ``run()`` trains, exports TorchScript with its
-spec and metrics, and compares the metrics with those stored in the reference model (the
-bundle's shipped weights), writing ``reproduction.json``.
+``configs/train_classifier.json``, ``configs/train_vae.json`` and
+``configs/train_inpainter.json`` build a :class:`TrainingRun` from
+:class:`~medattr.training.ClassifierTrainingConfig` /
+:class:`~medattr.training.vae.VAETrainingConfig` /
+:class:`~medattr.training.inpaint.InpainterTrainingConfig`; ``run()`` trains, exports
+TorchScript with its spec and metrics, and compares the metrics with those stored in the
+reference model (the bundle's shipped weights), writing ``reproduction.json``.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ log = logging.getLogger("medattr.bundle")
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
     "classifier": {"test_auc": 0.02, "test_accuracy": 0.03},
     "vae": {"val_l1": 0.005, "lesion_error_ratio": 0.05},
+    "inpainter": {"test_l1": 0.005, "test_ssim": 0.02, "test_psnr": 0.5},
 }
 """Largest accepted absolute difference from the shipped model's metrics, per task.
 
 Test AUC ±0.02 is about two standard errors of an AUC near 0.95 on the 400-study test split
 (Hanley & McNeil 1982); accuracy ±0.03 is two binomial standard errors at 0.9. For the VAE,
-validation L1 ±0.005 (intensities in [0, 1]) and lesion-error ratio ±0.05. Differences come
+validation L1 ±0.005 (intensities in [0, 1]) and lesion-error ratio ±0.05. For the inpainter,
+in-mask test L1 ±0.005, SSIM ±0.02 and PSNR ±0.5 dB. Differences come
 from non-deterministic GPU kernels and other hardware; same device and versions give the
 same numbers."""
 
@@ -90,9 +94,10 @@ class TrainingRun:
     Parameters
     ----------
     task
-        ``"classifier"`` or ``"vae"``.
+        ``"classifier"``, ``"vae"`` or ``"inpainter"``.
     config
-        A ``ClassifierTrainingConfig`` or ``VAETrainingConfig`` (or a dict of its fields).
+        A ``ClassifierTrainingConfig``, ``VAETrainingConfig`` or ``InpainterTrainingConfig``
+        (or a dict of its fields).
     output
         Where the TorchScript model goes (``<output>.metrics.json`` beside it).
     device
@@ -104,7 +109,7 @@ class TrainingRun:
     strict
         Raise :class:`ReproductionError` when a metric is out of tolerance.
     pair_with
-        VAE only: the classifier whose grid contract the VAE's spec records.
+        VAE and inpainter: the classifier whose grid contract the spec records.
     paired_vae
         Classifier only: the VAE recorded in the spec as this classifier's default for the
         counterfactual baselines (e.g. ``"builtin:mni-vae"``).
@@ -123,7 +128,7 @@ class TrainingRun:
         paired_vae: str | None = None,
     ) -> None:
         if task not in DEFAULT_TOLERANCES:
-            raise MedattrError(f"task must be 'classifier' or 'vae', got {task!r}")
+            raise MedattrError(f"task must be 'classifier', 'vae' or 'inpainter', got {task!r}")
         self.task = task
         self.config = _as_config(task, config)
         self.output = Path(output)
@@ -144,14 +149,21 @@ class TrainingRun:
                 self.config, self.output, device=self.device, paired_vae=self.paired_vae
             )
         else:
-            from medattr.training.vae import train_vae
-
             pair = None
             if self.pair_with and Path(self.pair_with).is_file():
                 from medattr.models import load_model
 
                 pair = load_model(self.pair_with).spec
-            metrics = train_vae(self.config, self.output, device=self.device, pair_spec=pair)
+            if self.task == "vae":
+                from medattr.training.vae import train_vae
+
+                metrics = train_vae(self.config, self.output, device=self.device, pair_spec=pair)
+            else:
+                from medattr.training.inpaint import train_inpainter
+
+                metrics = train_inpainter(
+                    self.config, self.output, device=self.device, pair_spec=pair
+                )
         report: dict[str, Any] = {"task": self.task, "output": str(self.output)}
         ref = stored_metrics(self.reference) if self.reference else None
         if ref is None:
@@ -180,8 +192,12 @@ class TrainingRun:
 def _as_config(task: str, config: Any) -> Any:
     if task == "classifier":
         from medattr.training.classifier import ClassifierTrainingConfig as cls
-    else:
+    elif task == "vae":
         from medattr.training.vae import VAETrainingConfig as cls  # type: ignore[assignment]
+    else:
+        from medattr.training.inpaint import (  # type: ignore[assignment]
+            InpainterTrainingConfig as cls,
+        )
     if isinstance(config, cls):
         return config
     if isinstance(config, Mapping):

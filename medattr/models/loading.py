@@ -34,6 +34,7 @@ _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTIN_MODELS = {
     "mni": "mni_classifier.ts",
     "mni-vae": "mni_vae.ts",
+    "mni-inpainter": "mni_inpainter.ts",
     "phantom": "phantom_classifier.ts",
 }
 """``builtin:<name>`` model files shipped in ``medattr/assets``."""

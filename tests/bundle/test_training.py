@@ -10,7 +10,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from medattr.bundle import ReproductionError, TrainingRun, compare_metrics, stored_metrics
-from medattr.generative import load_vae
+from medattr.generative import load_inpainter, load_vae
 from medattr.models import load_model
 
 TINY = {
@@ -28,12 +28,12 @@ TINY = {
 }
 
 
-def _run(bundle: Path, config: str, **override: object) -> dict:
+def _run(bundle: Path, config: str, base: dict | None = None, **override: object) -> dict:
     wf = ConfigWorkflow(
         config_file=str(bundle / "configs" / config),
         workflow_type=None,
         logging_file=False,
-        **{**TINY, **override},
+        **{**(TINY if base is None else base), **override},
     )
     wf.initialize()
     result = wf.run()[0]
@@ -73,6 +73,38 @@ def test_train_vae_config_trains_on_healthy_volumes_only(bundle: Path, tmp_path:
     assert vae.decode(vae.encode(torch.zeros(1, 1, 16, 16, 16))[0]).shape == (1, 1, 16, 16, 16)
     assert result["metrics"]["n_train_healthy"] == 8
     assert set(result["reproduction"]) == {"val_l1", "lesion_error_ratio"}
+
+
+def test_train_inpainter_config_trains_on_healthy_volumes_and_calibrates(
+    bundle: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "inpainter"
+    result = _run(
+        bundle,
+        "train_inpainter.json",
+        {k: v for k, v in TINY.items() if k != "training#epochs"},  # trained by steps
+        output_dir=str(out),
+        strict=False,
+        **{
+            "training#channels": [4, 8, 16],
+            "training#crop": 8,
+            "training#steps": 2,
+            "training#val_every": 1,
+            "training#n_val": 2,
+            "training#n_test": 2,
+            "training#n_calibration": 3,
+            "training#anomaly": {"block_mm": [48.0], "shifts": 1},
+        },
+    )
+    inp = load_inpainter(out / "inpainter.ts")
+    x, m = torch.rand(1, 1, 16, 16, 16), torch.zeros(1, 1, 16, 16, 16)
+    m[..., 4:8, 4:8, 4:8] = 1
+    assert torch.equal(inp.infill(x, m)[m == 0], x[m == 0])
+    assert result["metrics"]["n_train_healthy"] == 8
+    assert inp.calibration is not None and inp.calibration["n_healthy"] == 3
+    assert inp.spec.extra["training"]["seed_base"] == 600_000
+    # no inpainter in the stand-in bundle: nothing to compare with
+    assert result["reproduction"] is None
 
 
 def test_out_of_tolerance_fails_a_strict_run(bundle: Path, tmp_path: Path) -> None:

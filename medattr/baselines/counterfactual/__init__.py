@@ -1,6 +1,21 @@
 """Counterfactual baselines: this patient without the disease, from generative models trained
-on healthy scans only (healthy-only VAE today)."""
+on healthy scans only: the healthy-only VAE (:mod:`~medattr.baselines.counterfactual.vae`), the
+healthy inpainter filling an anomaly mask (:mod:`~medattr.baselines.counterfactual.inpaint`)
+and the residual VAE counterfactual with the residual kept outside that mask
+(:mod:`~medattr.baselines.counterfactual.masked_residual`)."""
 
+from medattr.baselines.counterfactual.inpaint import (
+    ANOMALY_SETTINGS,
+    DEFAULT_INPAINTER,
+    INPAINT_FEATHER_MM,
+    INPAINTER,
+    InpaintCounterfactualBaseline,
+    MaskedBlurBaseline,
+    MaskedInfillBaseline,
+    MaskedVAEBaseline,
+    inpainter_path,
+)
+from medattr.baselines.counterfactual.masked_residual import VAEGuidedMaskedResidualBaseline
 from medattr.baselines.counterfactual.vae import (
     CF_STEPS,
     CF_THRESHOLD,
@@ -12,11 +27,21 @@ from medattr.baselines.counterfactual.vae import (
 )
 
 __all__ = [
+    "ANOMALY_SETTINGS",
     "CF_STEPS",
     "CF_THRESHOLD",
+    "DEFAULT_INPAINTER",
+    "INPAINTER",
+    "INPAINT_FEATHER_MM",
     "VAE",
+    "InpaintCounterfactualBaseline",
+    "MaskedBlurBaseline",
+    "MaskedInfillBaseline",
+    "MaskedVAEBaseline",
     "VAEGuidedBaseline",
+    "VAEGuidedMaskedResidualBaseline",
     "VAEGuidedResidualBaseline",
     "VAEReconstructionBaseline",
+    "inpainter_path",
     "paired_model_path",
 ]

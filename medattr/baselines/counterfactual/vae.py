@@ -246,7 +246,7 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
 
     name = "vae-guided"
     residual = False
-    settings = (VAE, CF_THRESHOLD, CF_STEPS)
+    settings: ClassVar[tuple[Setting, ...]] = (VAE, CF_THRESHOLD, CF_STEPS)
 
     def __init__(
         self,
@@ -282,10 +282,28 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
         if context is None or context.forward_func is None:
             raise InputError(f"{self.name} needs the classifier (BaselineContext.forward_func)")
         _check_grid(self.vae, inputs)
-        f = context.forward_func
         x = inputs.detach()
         mu, recon = self._reconstruct(x)
         offset = (x - recon) if self.residual else torch.zeros_like(x)
+        best, steps = self._optimise(context.forward_func, x, mu, recon, offset)
+        info = self._report(
+            x, best, context, {"steps": steps.tolist(), "max_steps": self.max_steps}
+        )
+        return BaselineResult(best, info)
+
+    def _optimise(
+        self,
+        f: Any,
+        x: Tensor,
+        mu: Tensor,
+        recon: Tensor,
+        offset: Tensor,
+        proximity_weight: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Latent optimisation from ``mu`` (``recon = D(mu)``); candidates are ``D(z) + offset``,
+        their distance to ``x`` weighted voxel-wise by ``proximity_weight`` (default 1).
+        Returns the baselines and the step at which each reached "healthy" (``max_steps`` if
+        never)."""
         z = mu.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
         best = (recon + offset).detach().clone()
@@ -317,7 +335,10 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
                     break
                 active = (~done).float()
                 loss_cls = torch.nn.functional.softplus(margin)
-                loss_prox = (cand - x).abs().flatten(1).mean(1)
+                gap = (cand - x).abs()
+                if proximity_weight is not None:
+                    gap = gap * proximity_weight
+                loss_prox = gap.flatten(1).mean(1)
                 loss_prior = z.pow(2).mean(1)
                 loss = (
                     active * (loss_cls + self.proximity * loss_prox + self.prior * loss_prior)
@@ -328,10 +349,7 @@ class VAEGuidedBaseline(VAEReconstructionBaseline):
             if not bool(done.all()):
                 last = (self.vae.decode(z) + offset).detach()
                 best[~done] = last[~done].to(best.dtype)
-        info = self._report(
-            x, best, context, {"steps": steps.tolist(), "max_steps": self.max_steps}
-        )
-        return BaselineResult(best, info)
+        return best, steps
 
 
 @register("vae-guided-residual")

@@ -1,0 +1,483 @@
+"""Local counterfactual baselines: find the anomaly, fill only it with healthy tissue.
+
+``x' = (1 - w) * x + w * G`` where ``w`` is the anomaly mask (:class:`medattr.generative.
+AnomalyMasker`, no ground truth) feathered over ``feather_mm`` outside its edge, and ``G`` is
+the healthy content for the masked region. Every voxel where ``w = 0`` is exactly the input's
+value, so Integrated Gradients, which multiplies by ``x - x'``, gives those voxels exactly zero
+attribution: the attribution can only land where the counterfactual changed the anatomy.
+This is the mask -> infill -> stitch shape of AutoDDPM (Bercea et al. 2023), IterMask3D
+(Liang et al. 2025) and FIDO (Chang et al. 2019).
+
+Three fillings of the same mask, so that what comes from the mask and what from the infill
+can be told apart:
+
+- :class:`InpaintCounterfactualBaseline` (``inpaint``): the healthy inpainter's prediction
+  ``G(x with the region blanked, mask)``;
+- :class:`MaskedBlurBaseline` (``inpaint-mask-blur``, ablation): the input blurred;
+- :class:`MaskedVAEBaseline` (``inpaint-mask-vae``, ablation): the healthy VAE's
+  reconstruction ``D(mu(x))``.
+
+The inpainter (``--inpainter``, default: the one paired with the model, ``builtin:mni-inpainter``
+for the shipped brain classifier) is an asset: the manifest records its SHA-256 and the cohort
+fingerprint follows its contents. The report (``info``, the manifest's ``baseline``) holds per
+volume the mask's voxels, volume in mm³, emptiness, components and their count, the mask's
+construction steps, and with the classifier ``p(disease | x)`` and ``p(disease | x')``.
+
+None of them consults the classifier to build ``x'``: they stop on the mask criterion. With a
+classifier in the context they report ``p(disease | x)`` and ``p(disease | x')`` and flag a
+baseline still called diseased (``still_diseased``, logged as a warning), which then is not a
+"missingness" reference. A volume with an empty mask gets ``x' = x``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
+from medattr.baselines._registry import register
+from medattr.baselines.classic import BLUR_SIGMA_MM, blur_mm
+from medattr.baselines.counterfactual.vae import (
+    CF_THRESHOLD,
+    VAE,
+    _as_vae,
+    _check_grid,
+    _disease_probability,
+    _distance,
+    paired_model_path,
+)
+from medattr.errors import InputError
+from medattr.registry import Setting
+
+__all__ = [
+    "ANOMALY_SETTINGS",
+    "DEFAULT_INPAINTER",
+    "INPAINTER",
+    "INPAINT_FEATHER_MM",
+    "InpaintCounterfactualBaseline",
+    "MaskedBlurBaseline",
+    "MaskedInfillBaseline",
+    "MaskedVAEBaseline",
+    "calibrated_spacing",
+    "feather_mask",
+    "inpainter_path",
+    "mask_report",
+]
+
+log = logging.getLogger("medattr.baselines")
+
+DEFAULT_INPAINTER = "builtin:mni-inpainter"
+
+PAIRED_INPAINTERS = {"medattr-mni-lesion-classifier": DEFAULT_INPAINTER}
+"""Default inpainter by model name, for shipped classifiers whose weights predate the
+inpainter (a newer model names its own in ``spec.extra["paired_inpainter"]``)."""
+
+INPAINTER = Setting(
+    "inpainter",
+    None,
+    "inpaint* and *-masked baselines: the healthy inpainter whose residual finds the anomaly "
+    "(TorchScript, bundle directory or builtin:NAME); default: the one paired with the model",
+    type=str,
+    optional=True,
+    asset=True,
+)
+INPAINT_FEATHER_MM = Setting(
+    "inpaint_feather_mm",
+    4.5,
+    "inpaint* and *-masked baselines: width in mm of the blend outside the anomaly mask's edge",
+    type=float,
+    minimum=0.0,
+    param="feather_mm",
+)
+ANOMALY_SETTINGS = (
+    Setting(
+        "anomaly_threshold",
+        None,
+        "inpaint* and *-masked baselines: anomaly score threshold (default: the inpainter's "
+        "healthy-calibrated one)",
+        type=float,
+        minimum=0.0,
+        exclusive_minimum=True,
+        optional=True,
+    ),
+    Setting(
+        "anomaly_rounds",
+        None,
+        "inpaint* and *-masked baselines: mask refinement rounds (default: the calibration's)",
+        type=int,
+        minimum=0,
+        optional=True,
+        param="rounds",
+    ),
+    Setting(
+        "anomaly_dilation_mm",
+        None,
+        "inpaint* and *-masked baselines: margin in mm around the found anomaly (default: the "
+        "calibration's)",
+        type=float,
+        minimum=0.0,
+        optional=True,
+        param="dilation_mm",
+    ),
+)
+
+
+def inpainter_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str:
+    """The inpainter a baseline uses: the ``inpainter`` setting, else the model spec's
+    ``paired_inpainter``, else the default for the model's name (:data:`PAIRED_INPAINTERS`)."""
+    if settings.get("inpainter"):
+        return str(settings["inpainter"])
+    spec = getattr(setup.model, "spec", None)
+    paired = PAIRED_INPAINTERS.get(str(getattr(spec, "name", "") or ""))
+    if paired and not (getattr(spec, "extra", None) or {}).get("paired_inpainter"):
+        return paired
+    return paired_model_path(settings, setup, key="inpainter", extra="paired_inpainter")
+
+
+def _as_inpainter(inpainter: Any) -> Any:
+    if isinstance(inpainter, str | os.PathLike):
+        from medattr.generative import load_inpainter
+
+        return load_inpainter(inpainter)
+    if not hasattr(inpainter, "predict"):
+        raise InputError(f"inpainter must have predict(x, mask); got {type(inpainter).__name__}")
+    return inpainter
+
+
+def feather_mask(
+    mask: Tensor, feather_mm: float, spacing: Sequence[float]
+) -> tuple[Tensor, Tensor]:
+    """Blend weight and its support for a binary mask ``(B, 1, *spatial)``.
+
+    The weight is 1 on the mask and falls linearly to 0 at ``feather_mm`` from its edge
+    (Euclidean distance in mm); the support is where it is above 0.
+
+    Returns
+    -------
+    weight, support
+        float32 weight in ``[0, 1]`` and bool support, both of the mask's shape.
+    """
+    if feather_mm < 0:
+        raise InputError(f"feather_mm must be >= 0, got {feather_mm}")
+    m = mask.detach().cpu().numpy() > 0.5
+    w = np.zeros(m.shape, dtype=np.float32)
+    for i in range(m.shape[0]):
+        if not m[i, 0].any():
+            continue
+        if feather_mm == 0:
+            w[i, 0] = m[i, 0]
+            continue
+        d = ndimage.distance_transform_edt(~m[i, 0], sampling=[float(s) for s in spacing])
+        w[i, 0] = np.clip(1.0 - d / feather_mm, 0.0, 1.0)
+    weight = torch.from_numpy(w).to(mask.device)
+    return weight, weight > 0
+
+
+def calibrated_spacing(
+    calibration: dict[str, Any], context: BaselineContext | None
+) -> tuple[float, ...]:
+    """The model grid's voxel size: the context's, else the calibration's. The two must agree
+    (within 2 %): the anomaly threshold holds for the voxel size it was calibrated at."""
+    cal = calibration.get("spacing")
+    sp = context.spacing if context is not None and context.spacing is not None else cal
+    if sp is None:
+        raise InputError("the voxel spacing is unknown (BaselineContext.spacing)")
+    sp = tuple(float(s) for s in sp)
+    if cal is not None and not np.allclose(sp, [float(c) for c in cal], rtol=0.02):
+        raise InputError(
+            f"the anomaly mask was calibrated at {tuple(cal)} mm voxels but the model input "
+            f"has {sp} mm; use an inpainter calibrated for this grid"
+        )
+    return sp
+
+
+def mask_report(mask: Tensor, spacing: Sequence[float]) -> dict[str, Any]:
+    """Per-volume voxels, volume (mm³), emptiness, components and their number of a
+    ``(B, 1, *spatial)`` mask."""
+    from medattr.generative.anomaly import component_stats
+
+    vox = float(np.prod([float(s) for s in spacing]))
+    mm = mask.detach().cpu().numpy()[:, 0] > 0.5
+    components = [component_stats(v, spacing) for v in mm]
+    return {
+        "mask_voxels": [int(v.sum()) for v in mm],
+        "mask_volume_mm3": [round(float(v.sum()) * vox, 3) for v in mm],
+        "mask_empty": [not bool(v.any()) for v in mm],
+        "n_components": [len(c) for c in components],
+        "components": components,
+    }
+
+
+class MaskedInfillBaseline(Baseline):
+    """Anomaly mask, feathered, filled by :meth:`_fill`; the shared machinery of this module.
+
+    Parameters
+    ----------
+    inpainter
+        The healthy inpainter whose residual finds the anomaly: a
+        :class:`~medattr.generative.LoadedInpainter`, an object with ``predict`` and a
+        ``calibration``, or a path / ``builtin:NAME`` (default :data:`DEFAULT_INPAINTER`).
+    disease_class
+        Classifier output meaning "diseased", for the report.
+    threshold
+        Disease probability above which the baseline is flagged as still diseased.
+    feather_mm
+        Width of the linear blend outside the mask's edge.
+    anomaly_threshold, rounds, dilation_mm
+        Override the calibrated anomaly-mask settings (defaults: the calibration stored with
+        the inpainter).
+    """
+
+    name = "masked-infill"
+    expensive = True
+    """Made once per study and cached by the benchmark (the mask costs 16+ inpainter passes)."""
+    settings: ClassVar[tuple[Setting, ...]] = (
+        INPAINTER,
+        CF_THRESHOLD,
+        INPAINT_FEATHER_MM,
+        *ANOMALY_SETTINGS,
+    )
+    asset_labels: ClassVar[dict[str, str]] = {"inpainter": "the healthy inpainter"}
+
+    def __init__(
+        self,
+        inpainter: Any = DEFAULT_INPAINTER,
+        disease_class: int = 1,
+        threshold: float = 0.5,
+        feather_mm: float = 4.5,
+        anomaly_threshold: float | None = None,
+        rounds: int | None = None,
+        dilation_mm: float | None = None,
+    ) -> None:
+        from medattr.generative import AnomalyMasker
+
+        if not 0.0 < threshold < 1.0:
+            raise InputError(f"threshold must be in (0, 1), got {threshold}")
+        if feather_mm < 0:
+            raise InputError(f"feather_mm must be >= 0, got {feather_mm}")
+        self.inpainter = _as_inpainter(inpainter)
+        self.masker = AnomalyMasker(
+            self.inpainter, threshold=anomaly_threshold, rounds=rounds, dilation_mm=dilation_mm
+        )
+        self.disease_class = int(disease_class)
+        self.threshold = float(threshold)
+        self.feather_mm = float(feather_mm)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": self.name,
+            "disease_class": self.disease_class,
+            "threshold": self.threshold,
+            "feather_mm": self.feather_mm,
+            "anomaly_mask": self.masker.describe(),
+        }
+        if hasattr(self.inpainter, "describe"):
+            info["inpainter"] = self.inpainter.describe()
+        return info
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        from medattr.generative import load_inpainter
+
+        kwargs = {
+            s.keyword: settings[s.name] for s in cls.settings if s.name in settings and not s.asset
+        }
+        kwargs.update(cls._load_assets(settings, setup))
+        inpainter = load_inpainter(inpainter_path(settings, setup), setup.device)
+        return cls(inpainter, disease_class=setup.disease_class, **kwargs)
+
+    @classmethod
+    def _load_assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, Any]:
+        """Generative models besides the inpainter, loaded, by ``__init__`` keyword."""
+        return {}
+
+    @classmethod
+    def assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, str]:
+        return {"inpainter": inpainter_path(settings, setup)}
+
+    # ------------------------------------------------------------------ the pieces
+    def spacing(self, inputs: Tensor, context: BaselineContext | None) -> tuple[float, ...]:
+        """The model grid's voxel size (see :func:`calibrated_spacing`)."""
+        return calibrated_spacing(self.masker.calibration, context)
+
+    def masks(self, inputs: Tensor, spacing: Sequence[float]) -> list[Any]:
+        """The anomaly masks (:class:`~medattr.generative.AnomalyMask`) of ``inputs``."""
+        return self.masker(inputs.detach(), spacing)
+
+    def _fill(self, x: Tensor, support: Tensor, spacing: Sequence[float]) -> Tensor:
+        raise NotImplementedError
+
+    def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
+        sp = self.spacing(inputs, context)
+        return self.from_masks(inputs, self.masks(inputs, sp), context, sp)
+
+    def from_masks(
+        self,
+        inputs: Tensor,
+        masks: Sequence[Any] | Tensor,
+        context: BaselineContext | None = None,
+        spacing: Sequence[float] | None = None,
+    ) -> BaselineResult:
+        """The baseline for given masks: :class:`AnomalyMask` objects (from :meth:`masks`, so
+        that several fillings share one mask) or a bool tensor ``(B, 1, *spatial)``."""
+        if inputs.dim() != 5 or inputs.shape[1] != 1:
+            raise InputError(f"inputs must be (B, 1, D, H, W), got {tuple(inputs.shape)}")
+        sp = tuple(spacing) if spacing is not None else self.spacing(inputs, context)
+        found = None
+        if isinstance(masks, Tensor):
+            m = masks.to(inputs.device) > 0.5
+        else:
+            found = list(masks)
+            m = torch.from_numpy(np.stack([a.mask for a in found]))[:, None].to(inputs.device)
+        if tuple(m.shape) != tuple(inputs.shape):
+            raise InputError(
+                f"masks must have the inputs' shape {tuple(inputs.shape)}, got {tuple(m.shape)}"
+            )
+        x = inputs.detach()
+        weight, support = feather_mask(m, self.feather_mm, sp)
+        b = x.clone()
+        rows = [i for i in range(len(x)) if bool(support[i].any())]
+        if rows:
+            fill = self._fill(x[rows], support[rows], sp).to(x.dtype)
+            w = weight[rows].to(x.dtype)
+            b[rows] = torch.where(support[rows], (1 - w) * x[rows] + w * fill, x[rows])
+        return BaselineResult(b, self._report(x, b, m, sp, context, found))
+
+    def _report(
+        self,
+        x: Tensor,
+        b: Tensor,
+        m: Tensor,
+        spacing: Sequence[float],
+        context: BaselineContext | None,
+        found: list[Any] | None,
+    ) -> dict[str, Any]:
+        info: dict[str, Any] = {**mask_report(m, spacing), "distance_to_input": _distance(x, b)}
+        if found is not None:
+            info["steps"] = [a.steps for a in found]
+        if context is not None and context.forward_func is not None:
+            with torch.no_grad():
+                p_x = _disease_probability(context.forward_func, x, self.disease_class)
+                p_b = _disease_probability(context.forward_func, b, self.disease_class)
+            still = (p_b > self.threshold).tolist()
+            info.update(
+                p_disease_input=p_x.tolist(),
+                p_disease_baseline=p_b.tolist(),
+                reached_healthy=[not s for s in still],
+                still_diseased=still,
+            )
+            if any(still):
+                log.warning(
+                    "%s baseline: the classifier still calls %d of %d baseline(s) diseased "
+                    "(p = %s > %.2f); it is not a 'missingness' reference for them",
+                    self.name,
+                    sum(still),
+                    len(still),
+                    ", ".join(f"{v:.2f}" for v in p_b.tolist()),
+                    self.threshold,
+                )
+        return info
+
+
+@register("inpaint")
+class InpaintCounterfactualBaseline(MaskedInfillBaseline):
+    """The anomaly mask filled by the healthy inpainter: ``x' = (1 - w) x + w G(x, mask)``.
+
+    See :class:`MaskedInfillBaseline` for the parameters.
+
+    Examples
+    --------
+    >>> base = InpaintCounterfactualBaseline("builtin:mni-inpainter")  # doctest: +SKIP
+    >>> res = base.generate(x, BaselineContext(spacing=(3.0, 3.0, 3.0)))  # doctest: +SKIP
+    >>> res.info["mask_volume_mm3"], res.info["steps"]  # doctest: +SKIP
+    """
+
+    name = "inpaint"
+
+    def _fill(self, x: Tensor, support: Tensor, spacing: Sequence[float]) -> Tensor:
+        with torch.no_grad():
+            return self.inpainter.predict(x, support.float())
+
+
+@register("inpaint-mask-blur")
+class MaskedBlurBaseline(MaskedInfillBaseline):
+    """Ablation: the same anomaly mask filled with the input blurred by ``sigma_mm``.
+
+    Parameters
+    ----------
+    sigma_mm
+        Gaussian sigma of the blur (the classic ``blur`` baseline's default, 10 mm).
+    **settings
+        As for :class:`MaskedInfillBaseline`.
+    """
+
+    name = "inpaint-mask-blur"
+    settings = (*MaskedInfillBaseline.settings, BLUR_SIGMA_MM)
+
+    def __init__(self, inpainter: Any = DEFAULT_INPAINTER, sigma_mm: float = 10.0, **settings: Any):
+        super().__init__(inpainter, **settings)
+        if sigma_mm < 0:
+            raise InputError(f"sigma_mm must be >= 0, got {sigma_mm}")
+        self.sigma_mm = float(sigma_mm)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "sigma_mm": self.sigma_mm}
+
+    def _fill(self, x: Tensor, support: Tensor, spacing: Sequence[float]) -> Tensor:
+        return blur_mm(x, self.sigma_mm, spacing)
+
+
+@register("inpaint-mask-vae")
+class MaskedVAEBaseline(MaskedInfillBaseline):
+    """Ablation: the same anomaly mask filled with the healthy VAE's reconstruction.
+
+    Parameters
+    ----------
+    vae
+        A :class:`~medattr.generative.LoadedVAE`, a module with ``encode``/``decode``, or a
+        path (default ``builtin:mni-vae``).
+    **settings
+        As for :class:`MaskedInfillBaseline`.
+    """
+
+    name = "inpaint-mask-vae"
+    settings = (*MaskedInfillBaseline.settings, VAE)
+    asset_labels: ClassVar[dict[str, str]] = {
+        "inpainter": "the healthy inpainter",
+        "vae": "the healthy-only VAE",
+    }
+
+    @classmethod
+    def _load_assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, Any]:
+        from medattr.generative import load_vae
+
+        return {"vae": load_vae(paired_model_path(settings, setup), setup.device)}
+
+    @classmethod
+    def assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, str]:
+        return {**super().assets(settings, setup), "vae": paired_model_path(settings, setup)}
+
+    def __init__(
+        self, inpainter: Any = DEFAULT_INPAINTER, vae: Any = "builtin:mni-vae", **settings: Any
+    ):
+        super().__init__(inpainter, **settings)
+        self.vae = _as_vae(vae)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        if hasattr(self.vae, "describe"):
+            info["vae"] = self.vae.describe()
+        return info
+
+    def _fill(self, x: Tensor, support: Tensor, spacing: Sequence[float]) -> Tensor:
+        _check_grid(self.vae, x)
+        with torch.no_grad():
+            mu, _ = self.vae.encode(x)
+            return self.vae.decode(mu)
