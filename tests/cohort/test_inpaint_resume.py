@@ -1,0 +1,55 @@
+"""A resumed cohort explained with the ``inpaint`` baseline is computed again when the
+inpainter's weights change (its file is an asset: fingerprinted by content, not by name)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from medattr.cohort import CohortRunner, load_cohort
+from medattr.explain import ExplainConfig, Explainer
+from medattr.models import builtin_model_path, file_sha256
+
+
+def _copy_inpainter(dest: Path, nudge: float = 0.0) -> Path:
+    """The shipped inpainter re-saved with its metadata, one bias nudged by ``nudge``."""
+    extra = {"metadata.json": ""}
+    module = torch.jit.load(str(builtin_model_path("mni-inpainter")), _extra_files=extra)
+    if nudge:
+        with torch.no_grad():
+            bias = next(p for n, p in module.named_parameters() if n.endswith("bias"))
+            bias.add_(nudge)
+    torch.jit.save(module, str(dest), _extra_files=extra)
+    return dest
+
+
+def test_cohort_resumes_until_the_inpainter_changes(tmp_path: Path) -> None:
+    from medattr.synthetic.demo import demo_study_path
+
+    entries = load_cohort([str(demo_study_path("mni"))], base_dir=tmp_path)
+    weights = _copy_inpainter(tmp_path / "inpainter.ts")
+    config = ExplainConfig(
+        method="ig",
+        baseline="inpaint",
+        inpainter=str(weights),
+        n_steps=2,
+        formats=("nifti",),
+        device="cpu",
+        progress=False,
+    )
+    out = tmp_path / "cohort"
+
+    def run() -> dict[str, int]:
+        return CohortRunner(Explainer("builtin:mni", config), out)(entries).counts
+
+    assert run()["done"] == 1
+    assert run()["skipped"] == 1  # same settings, same weights: complete
+    first = file_sha256(weights)
+    _copy_inpainter(weights, nudge=1e-3)  # same path, new contents
+    assert file_sha256(weights) != first
+    assert run()["done"] == 1  # new weights: computed again
+    manifest = json.loads((out / entries[0].study_id / "manifest.json").read_text())
+    assert manifest["assets"]["inpainter"]["sha256"] == file_sha256(weights)
+    assert manifest["baseline"]["inpainter"]["sha256"] == file_sha256(weights)
