@@ -56,10 +56,16 @@ class BaselineContext:
 
 @dataclass
 class BaselineResult:
-    """A baseline tensor and what its construction reports (JSON-able ``info``)."""
+    """A baseline tensor and what its construction reports (JSON-able ``info``).
+
+    ``masks`` holds volumes the construction decided on, ``(B, 1, *spatial)`` on the input's
+    grid, by name (the anomaly mask of the mask-and-infill baselines): the explainer maps them
+    to the source grid and the NIfTI writer writes each as ``<study>_<name>.nii.gz``.
+    """
 
     baselines: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -240,6 +240,14 @@ def test_inpaint_baseline_end_to_end(threshold: str | None, tmp_path: Path) -> N
     assert b["steps"][0][0]["step"] == "threshold"
     assert b["p_disease_input"][0] > 0.99 and len(b["p_disease_baseline"]) == 1
     assert (out / "demo_mni_baseline.nii.gz").exists() and np.isfinite(m["f_baseline"])
+    # the anomaly mask is an output: on the source grid, source affine, 0/1
+    src = nib.load(str(demo_study_path("mni")))
+    written = nib.load(str(out / m["outputs"]["anomaly_mask_nifti"]))
+    mask = np.asarray(written.dataobj)
+    assert m["outputs"]["anomaly_mask_nifti"] == "demo_mni_anomaly_mask.nii.gz"
+    assert mask.shape == src.shape and np.array_equal(written.affine, src.affine)
+    assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
+    assert int(mask.sum()) == b["mask_voxels"][0]  # the demo's grid is the model's grid
     if threshold is None:
         assert b["mask_empty"] == [True] and m["f_baseline"] == m["f_input"]
         assert b["distance_to_input"]["mean_abs"] == 0.0

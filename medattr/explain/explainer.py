@@ -14,17 +14,15 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from medattr import baselines
 from medattr._baseline import Baseline, BaselineContext, BaselineSetup
 from medattr._fs import check_free_space, probe_output_dir
 from medattr._torch import evaluating, module_device
-from medattr.attribution import Explanation, PathAttribution
+from medattr.attribution import PathAttribution
 from medattr.errors import InputError, ModelError, ResourceError
 from medattr.explain.checks import (
     check_path_point,
@@ -41,8 +39,9 @@ from medattr.explain.network import (
     quality_warning,
 )
 from medattr.explain.outputs import written_paths
+from medattr.explain.result import StudyResult
 from medattr.failures import is_out_of_memory
-from medattr.io import ChannelSource, read_study
+from medattr.io import read_study
 from medattr.io.channels import channel_attributions
 from medattr.models import LoadedModel, ModelSpec
 from medattr.models.contract import OutputContract
@@ -61,61 +60,6 @@ from medattr.volume import Volume
 log = logging.getLogger("medattr")
 
 __all__ = ["MIN_USEFUL_AUC", "Explainer", "StudyResult"]
-
-
-@dataclass
-class StudyResult:
-    """Everything computed for one study, before writing.
-
-    Attributes
-    ----------
-    volume
-        The study as read (source grid, source geometry).
-    pre
-        The study on the model grid.
-    explanation
-        The attribution method's result on the model grid.
-    attribution
-        ``(I, J, K)`` attribution on the source grid through the exact adjoint of the
-        resampling (total preserved): for numbers and the NIfTI output.
-    attribution_display
-        The same, mapped for display (``config.display_mapping``: smoothly spread over the
-        source voxels each model voxel covers, total preserved): for the PNG and DICOM
-        outputs.
-    baseline_source
-        ``(I, J, K)`` baseline on the source grid in model units (``None`` for methods that
-        average over references).
-    anatomy
-        ``(I, J, K)`` the input in model units on the source grid (what panels show; the
-        first channel of a multi-channel study).
-    channels
-        For a multi-channel study: each channel's attribution on its own source grid (its
-        :class:`~medattr.io.ChannelSource` and array); ``attribution`` is their sum on the
-        study grid. Empty for one channel.
-    config
-        The run's settings.
-    baseline_info
-        What the baseline reported (name, settings, class probabilities, warnings).
-    timings
-        Seconds per stage.
-    """
-
-    volume: Volume
-    pre: Preprocessed
-    explanation: Explanation
-    attribution: np.ndarray
-    baseline_source: np.ndarray | None
-    anatomy: np.ndarray
-    config: ExplainConfig
-    baseline_info: dict[str, Any]
-    timings: dict[str, float]
-    channels: list[tuple[ChannelSource, np.ndarray]] = field(default_factory=list)
-    attribution_display: np.ndarray | None = None
-
-    @property
-    def display(self) -> np.ndarray:
-        """What a person is shown: :attr:`attribution_display`, else :attr:`attribution`."""
-        return self.attribution if self.attribution_display is None else self.attribution_display
 
 
 class Explainer:
@@ -393,6 +337,7 @@ class Explainer:
         target = self.target()
         baseline_info: dict[str, Any] = {}
         b: torch.Tensor | None = None
+        made_masks: dict[str, torch.Tensor] = {}
         study_baselines: Any
         if method.baseline_kind == "single":
             baseline = self.make_baseline(volume)
@@ -401,6 +346,7 @@ class Explainer:
                 BaselineContext(spacing=pre.spacing, forward_func=self.network, target=bound),
             )
             b = torch.where(valid, res.baselines, x)
+            made_masks = res.masks
             baseline_info = {**baseline.describe(), **res.info, **self._baseline_check(b, target)}
             study_baselines = b
         else:
@@ -440,6 +386,10 @@ class Explainer:
         if b is not None:
             baseline_source = self.preprocessor.invert(b[0].cpu(), pre)[0]
             baseline_info["distance_to_input"] = _distances(x, b, valid)
+        masks_source = {
+            name: self.preprocessor.invert(m[0].float().cpu(), pre)[0] > 0.5
+            for name, m in made_masks.items()
+        }
         anatomy = self.preprocessor.intensity(volume.array[0]).numpy()
         timings["invert"] = time.perf_counter() - t
         baseline_info["f_baseline"] = float(exp.f_baseline[0])
@@ -455,6 +405,7 @@ class Explainer:
             timings,
             channels,
             display,
+            masks_source,
         )
 
     def write(

@@ -348,7 +348,7 @@ class MaskedInfillBaseline(Baseline):
             fill = self._fill(x[rows], support[rows], sp).to(x.dtype)
             w = weight[rows].to(x.dtype)
             b[rows] = torch.where(support[rows], (1 - w) * x[rows] + w * fill, x[rows])
-        return BaselineResult(b, self._report(x, b, m, sp, context, found))
+        return BaselineResult(b, self._report(x, b, m, sp, context, found), {"anomaly_mask": m})
 
     def _report(
         self,

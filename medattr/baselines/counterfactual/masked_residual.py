@@ -183,4 +183,4 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         )
         if found is not None:
             info["mask_steps"] = [a.steps for a in found]
-        return BaselineResult(best, info)
+        return BaselineResult(best, info, {"anomaly_mask": m})

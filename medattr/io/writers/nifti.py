@@ -1,4 +1,5 @@
-"""``--format nifti``: the attribution and the baseline on the source grid, source affine."""
+"""``--format nifti``: the attribution, the baseline and any mask the baseline made (the
+anomaly mask) on the source grid, source affine."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ class NiftiWriter(Writer):
             fname = f"{vol.name}_{suffix}.nii.gz"
             write_nifti(stage(fname), array, vol.affine, like=vol, description=f"medattr {what}")
             outputs[key] = fname
+        for name, mask in getattr(result, "baseline_masks", {}).items():
+            fname = f"{vol.name}_{name}.nii.gz"
+            write_nifti(
+                stage(fname),
+                mask.astype(np.uint8),
+                vol.affine,
+                like=vol,
+                description=f"medattr {name.replace('_', ' ')} ({result.config.baseline})",
+            )
+            outputs[f"{name}_nifti"] = fname
         for source, array in getattr(result, "channels", ()):
             fname = f"{vol.name}_attr_{source.name}.nii.gz"
             same = source.shape == vol.spatial_shape and np.allclose(source.affine, vol.affine)
