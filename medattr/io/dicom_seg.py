@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ SEGMENT_COLORS = {
     "negative": (33, 102, 172),
     "absolute": (255, 200, 0),
 }
+
+#: Recommended display colour of the extra segments (a baseline's anomaly mask): green.
+EXTRA_SEGMENT_COLOR = (77, 175, 74)
 
 
 class AttributionSign(str, Enum):
@@ -108,6 +112,7 @@ def write_dicom_seg(
     series_number: int = 9903,
     filename: str = "attribution_seg.dcm",
     display_color: tuple[int, int, int] | None = None,
+    extra_segments: Mapping[str, np.ndarray] | None = None,
     **hd_opts: Any,
 ) -> list[Path]:
     """Write the strongest ``top_percent`` % of the attribution as a DICOM SEG series.
@@ -134,6 +139,9 @@ def write_dicom_seg(
     display_color
         Recommended display colour (sRGB 0-255), stored as CIELab; default red for
         ``"positive"``, blue for ``"negative"``, yellow for ``"absolute"``.
+    extra_segments
+        Further segments after the attribution's, by label: bool ``(I, J, K)`` masks on the
+        source grid (the baseline's anomaly mask), green; an empty mask is left out.
     **hd_opts
         Further keyword arguments for ``highdicom.seg.Segmentation``.
 
@@ -188,11 +196,20 @@ def write_dicom_seg(
         tracking_id=f"{algorithm.name} {algorithm.method} top {top_percent:g}%"[:64],
         display_color=color,
     )
+    segments = [segment]
+    planes = [pixels]
+    for name, extra in (extra_segments or {}).items():
+        frames = derived_geometry(volume, np.asarray(extra, np.float32), "write_dicom_seg").frames
+        if not frames.any():
+            logger.info("segment %r is empty; left out of the SEG", name)
+            continue
+        segments.append(_extra_segment(hd, len(segments) + 1, name, algorithm))
+        planes.append(frames.astype(pixels.dtype))
     seg = hd.seg.Segmentation(
         source_images=list(geo.ref.datasets),
-        pixel_array=pixels,
+        pixel_array=pixels if len(planes) == 1 else np.stack(planes, axis=-1),
         segmentation_type=seg_type,
-        segment_descriptions=[segment],
+        segment_descriptions=segments,
         series_instance_uid=generate_uid(),
         series_number=series_number,
         sop_instance_uid=generate_uid(),
@@ -220,3 +237,18 @@ def write_dicom_seg(
         "SEG (%d voxels, %d frames) saved as %s", int(mask.sum()), int(seg.NumberOfFrames), path
     )
     return [path]
+
+
+def _extra_segment(hd: Any, number: int, label: str, algorithm: AlgorithmInfo) -> Any:
+    """The description of a further segment (a mask the baseline decided on)."""
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=label.replace("_", " ")[:64],
+        segmented_property_category=SEGMENT_CATEGORY,
+        segmented_property_type=SEGMENT_TYPE,
+        algorithm_type="AUTOMATIC",
+        algorithm_identification=algorithm.identification(),
+        tracking_uid=generate_uid(),
+        tracking_id=f"{algorithm.name} {algorithm.baseline} {label}"[:64],
+        display_color=hd.color.CIELabColor.from_rgb(*EXTRA_SEGMENT_COLOR),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import highdicom as hd
 import numpy as np
@@ -135,3 +136,48 @@ def test_recommended_display_colour_and_creator(derived, tmp_path, sign, rgb):
             algorithm=derived.algorithm,
             display_color=(0, 300, 0),
         )
+
+
+def test_a_baseline_mask_is_a_second_segment(derived, tmp_path, synth):
+    """The anomaly mask of the mask-and-infill baselines: segment 2 (green), exactly the mask
+    on the source grid; valid for dciodvfy; an empty mask is left out."""
+    shape = derived.volume.spatial_shape
+    anomaly = np.zeros(shape, bool)
+    anomaly[2:6, 3:8, 1:3] = True
+    [path] = write_dicom_seg(
+        derived.volume,
+        derived.attribution,
+        tmp_path,
+        algorithm=derived.algorithm,
+        extra_segments={"anomaly_mask": anomaly},
+    )
+    seg = hd.seg.segread(path)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == [
+        "top 1% positive attribution",
+        "anomaly mask",
+    ]
+    lab = seg.SegmentSequence[1].RecommendedDisplayCIELabValue
+    assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == (77, 175, 74)
+    ref = derived.volume.source.dicom
+    got = {1: np.zeros(shape, bool), 2: np.zeros(shape, bool)}
+    positions, frames = synth.frames_with_positions(path)
+    numbers = [
+        int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        for f in seg.PerFrameFunctionalGroupsSequence
+    ]
+    for pos, frame, number in zip(positions, frames, numbers, strict=True):
+        got[number][:, :, synth.grid_index(ref, pos)] |= frame.T.astype(bool)
+    np.testing.assert_array_equal(got[2], anomaly)
+    np.testing.assert_array_equal(got[1], top_percent_mask(derived.attribution, 1.0))
+    proc = subprocess.run(
+        [synth.tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert not [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
+    [plain] = write_dicom_seg(
+        derived.volume,
+        derived.attribution,
+        tmp_path / "empty",
+        algorithm=derived.algorithm,
+        extra_segments={"anomaly_mask": np.zeros(shape, bool)},
+    )
+    assert len(hd.seg.segread(plain).SegmentSequence) == 1

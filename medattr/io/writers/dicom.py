@@ -158,4 +158,5 @@ class DicomSegWriter(_DicomWriter):
             directory,
             algorithm=algo,
             top_percent=self.top_percent,
+            extra_segments=getattr(result, "baseline_masks", None),
         )
