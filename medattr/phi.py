@@ -99,6 +99,10 @@ _MIN_LENGTH = 3  # shorter values ("O", "M") would redact ordinary words
 _CAPACITY = 4096  # most recent values kept (a cohort of thousands of studies stays fast)
 _QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|b'[^'\n]{0,200}'")
 _DIGITS = re.compile(r"(?<![\w.])\d{6,}(?![\w.])")
+_MACHINE = re.compile(r"[0-9a-fA-F]{16,}|\d+(?:\.\d+){2,}")
+"""Machine-made tokens no identifier is redacted inside: hex digests (SHA-256 of files,
+fingerprints) and dotted numeric UIDs. Redacting a short remembered ID inside them would only
+corrupt them (a record whose fingerprint changed is never resumed)."""
 
 _lock = threading.Lock()
 _values: OrderedDict[str, None] = OrderedDict()
@@ -190,7 +194,25 @@ def redact(text: str) -> str:
             ordered = sorted(_values, key=len, reverse=True)
             _pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
         pattern = _pattern
-    return pattern.sub(REDACTED, text)
+    machine = [m.span() for m in _MACHINE.finditer(text)]
+
+    def replace(m: re.Match[str]) -> str:
+        start, end = m.span()
+        if any(s <= start and end <= e for s, e in machine):
+            return m.group(0)
+        # a whole token only: "1234" is not redacted inside "91234", nor "Jane" in "Janet"
+        if start > 0 and _same_kind(text[start - 1], text[start]):
+            return m.group(0)
+        if end < len(text) and _same_kind(text[end - 1], text[end]):
+            return m.group(0)
+        return REDACTED
+
+    return pattern.sub(replace, text)
+
+
+def _same_kind(a: str, b: str) -> bool:
+    """Both digits or both letters: a match ending between them would split a token."""
+    return (a.isdigit() and b.isdigit()) or (a.isalpha() and b.isalpha())
 
 
 def redact_json(data: Any) -> Any:

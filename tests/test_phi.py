@@ -71,6 +71,20 @@ def test_identifiers_from_a_file_read_as_stored(tmp_path: Path) -> None:
         assert redact(f"x {PATIENT[key]} y") == f"x {REDACTED} y"
 
 
+def test_a_short_id_is_not_redacted_inside_hashes_uids_or_longer_tokens() -> None:
+    """A cohort whose records lost part of their fingerprint to a patient ID "134" was never
+    resumed: digests, UIDs and longer numbers are left whole; the ID itself still goes."""
+    digest = "7224981c18134c5bbde58aba9b392cd27b1b495a542292b17e2436192987278f"
+    remember(["134", "Doe^Jane"])
+    kept = f"sha256 {digest}, uid 1.2.840.134.7, 91340 mm, Janet"
+    assert redact(kept) == kept
+    record = {"fingerprint": digest, "sha256": {"a.nii.gz": digest}}
+    assert redact_json(record) == record
+    assert redact("id 134, dob 134T12, Doe^Jane.") == (
+        f"id {REDACTED}, dob {REDACTED}T12, {REDACTED}."
+    )
+
+
 def test_redact_json_walks_keys_and_values() -> None:
     remember(["MRN-0042"])
     data = {"MRN-0042": ["a MRN-0042", 3, {"k": "MRN-0042"}], "n": 1.5, "t": ("MRN-0042",)}

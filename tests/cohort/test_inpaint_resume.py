@@ -4,13 +4,16 @@ inpainter's weights change (its file is an asset: fingerprinted by content, not 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 
 from medattr.cohort import CohortRunner, load_cohort
 from medattr.explain import ExplainConfig, Explainer
 from medattr.models import builtin_model_path, file_sha256
+from medattr.phi import forget_identifiers, remember
 
 
 def _copy_inpainter(dest: Path, nudge: float = 0.0) -> Path:
@@ -23,6 +26,13 @@ def _copy_inpainter(dest: Path, nudge: float = 0.0) -> Path:
             bias.add_(nudge)
     torch.jit.save(module, str(dest), _extra_files=extra)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _no_identifiers() -> Iterator[None]:
+    forget_identifiers()
+    yield
+    forget_identifiers()
 
 
 def test_cohort_resumes_until_the_inpainter_changes(tmp_path: Path) -> None:
@@ -42,9 +52,15 @@ def test_cohort_resumes_until_the_inpainter_changes(tmp_path: Path) -> None:
     out = tmp_path / "cohort"
 
     def run() -> dict[str, int]:
-        return CohortRunner(Explainer("builtin:mni", config), out)(entries).counts
+        summary = CohortRunner(Explainer("builtin:mni", config), out)(entries)
+        assert not summary.counts.get("failed"), summary.studies
+        return summary.counts
 
     assert run()["done"] == 1
+    # a remembered patient ID that happens to occur in the record's fingerprint must not
+    # corrupt it (the record would never match again)
+    record = json.loads((out / entries[0].study_id / "cohort_record.json").read_text())
+    remember([record["fingerprint"][20:24]])
     assert run()["skipped"] == 1  # same settings, same weights: complete
     first = file_sha256(weights)
     _copy_inpainter(weights, nudge=1e-3)  # same path, new contents
