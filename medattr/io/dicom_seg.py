@@ -185,16 +185,8 @@ def write_dicom_seg(
         peak = float(score[mask].max()) if mask.any() else 1.0
         pixels = np.where(mask, np.clip(score / peak, 0.0, 1.0), 0.0).astype(np.float32)
     label = f"top {top_percent:g}% {sign.value} attribution"
-    segment = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=label[:64],
-        segmented_property_category=SEGMENT_CATEGORY,
-        segmented_property_type=SEGMENT_TYPE,
-        algorithm_type="AUTOMATIC",
-        algorithm_identification=algorithm.identification(),
-        tracking_uid=generate_uid(),
-        tracking_id=f"{algorithm.name} {algorithm.method} top {top_percent:g}%"[:64],
-        display_color=color,
+    segment = _segment(
+        hd, 1, label, f"{algorithm.name} {algorithm.method} top {top_percent:g}%", algorithm, color
     )
     segments = [segment]
     planes = [pixels]
@@ -203,7 +195,16 @@ def write_dicom_seg(
         if not frames.any():
             logger.info("segment %r is empty; left out of the SEG", name)
             continue
-        segments.append(_extra_segment(hd, len(segments) + 1, name, algorithm))
+        segments.append(
+            _segment(
+                hd,
+                len(segments) + 1,
+                name.replace("_", " "),
+                f"{algorithm.name} {algorithm.baseline} {name}",
+                algorithm,
+                hd.color.CIELabColor.from_rgb(*EXTRA_SEGMENT_COLOR),
+            )
+        )
         planes.append(frames.astype(pixels.dtype))
     seg = hd.seg.Segmentation(
         source_images=list(geo.ref.datasets),
@@ -239,16 +240,18 @@ def write_dicom_seg(
     return [path]
 
 
-def _extra_segment(hd: Any, number: int, label: str, algorithm: AlgorithmInfo) -> Any:
-    """The description of a further segment (a mask the baseline decided on)."""
+def _segment(
+    hd: Any, number: int, label: str, tracking_id: str, algorithm: AlgorithmInfo, color: Any
+) -> Any:
+    """A segment's description: an algorithm's region in space."""
     return hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=label.replace("_", " ")[:64],
+        segment_label=label[:64],
         segmented_property_category=SEGMENT_CATEGORY,
         segmented_property_type=SEGMENT_TYPE,
         algorithm_type="AUTOMATIC",
         algorithm_identification=algorithm.identification(),
         tracking_uid=generate_uid(),
-        tracking_id=f"{algorithm.name} {algorithm.baseline} {label}"[:64],
-        display_color=hd.color.CIELabColor.from_rgb(*EXTRA_SEGMENT_COLOR),
+        tracking_id=tracking_id[:64],
+        display_color=color,
     )
