@@ -22,15 +22,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from medattr.errors import InputError, ModelError
+from medattr.generative._files import open_scripted, spec_of
 from medattr.models import ModelSpec
-from medattr.models.loading import builtin_model_path, file_sha256, load_torchscript
+from medattr.models.loading import file_sha256
 
 __all__ = ["HealthyInpainter", "LoadedInpainter", "load_inpainter"]
 
@@ -245,23 +245,9 @@ def load_inpainter(
     ModelError
         If the file is missing, not TorchScript, or has no ``predict`` method.
     """
-    name = str(path)
-    file = builtin_model_path(name.split(":", 1)[1]) if name.startswith("builtin:") else Path(name)
-    if not file.exists():
-        raise ModelError("inpainter not found", file)
-    if file.is_dir():
-        file = file / "models" / "inpainter.ts"
-        if not file.exists():
-            raise ModelError("bundle has no models/inpainter.ts", file.parent.parent)
-    module, meta = load_torchscript(file, torch.device(device))
-    module.eval()
+    module, meta, file = open_scripted(path, "inpainter", "inpainter.ts", device)
     if not hasattr(module, "predict"):
         raise ModelError("the TorchScript module has no predict method; not an inpainter", file)
-    spec = (
-        ModelSpec.from_dict(meta["medattr"], str(file))
-        if isinstance(meta.get("medattr"), dict)
-        else ModelSpec()
-    )
     for prm in module.parameters():
         prm.requires_grad_(False)
-    return LoadedInpainter(module, spec, str(file), file_sha256(file))
+    return LoadedInpainter(module, spec_of(meta, file), str(file), file_sha256(file))

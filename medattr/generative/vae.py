@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from medattr.errors import ModelError
+from medattr.generative._files import open_scripted, spec_of
 from medattr.models import ModelSpec
-from medattr.models.loading import builtin_model_path, file_sha256, load_torchscript
+from medattr.models.loading import file_sha256
 
 __all__ = ["HealthyVAE", "LoadedVAE", "load_vae"]
 
@@ -133,33 +134,16 @@ def load_vae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     ModelError
         If the file is missing, not TorchScript, or has no encode/decode methods.
     """
-    name = str(path)
-    p = builtin_model_path(name.split(":", 1)[1]) if name.startswith("builtin:") else None
-    from pathlib import Path
-
-    file = p or Path(name)
-    if not file.exists():
-        raise ModelError("VAE not found", file)
-    if file.is_dir():
-        file = file / "models" / "vae.ts"
-        if not file.exists():
-            raise ModelError("bundle has no models/vae.ts", file.parent.parent)
-    module, meta = load_torchscript(file, torch.device(device))
-    module.eval()
+    module, meta, file = open_scripted(path, "VAE", "vae.ts", device)
     if not hasattr(module, "encode") and hasattr(module, "encode_forward"):
-        module = _MonaiVAEAdapter(module)  # type: ignore[assignment]
+        module = _MonaiVAEAdapter(module)
     if not (hasattr(module, "encode") and hasattr(module, "decode")):
         raise ModelError(
             "the TorchScript module has no encode/decode methods; it is not a VAE", file
         )
-    spec = (
-        ModelSpec.from_dict(meta["medattr"], str(file))
-        if isinstance(meta.get("medattr"), dict)
-        else ModelSpec()
-    )
     for prm in module.parameters():
         prm.requires_grad_(False)
-    return LoadedVAE(module, spec, str(file), file_sha256(file))
+    return LoadedVAE(module, spec_of(meta, file), str(file), file_sha256(file))
 
 
 class _MonaiVAEAdapter:
