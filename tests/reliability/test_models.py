@@ -12,6 +12,22 @@ from tests.reliability.conftest import Case
 reliability = pytest.mark.reliability
 
 
+def _refused_before_work(
+    case: Case,
+    model: Path,
+    study: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *says: str,
+) -> None:
+    """The bad ``model`` on a good study: exit 2 naming the model file and ``says``, no
+    baseline or attribution work done."""
+    case.track(study, model)
+    case.spy_on_work(monkeypatch)
+    outcome = case.explain(study, model, tmp_path / "out")
+    case.fails(outcome, 2, str(model), *says)
+
+
 @reliability(
     "model",
     "a TorchScript model that raises (torch.jit.Error, not a RuntimeError) — issue 12",
@@ -24,11 +40,15 @@ def test_torchscript_model_that_raises(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = bad_models["raising"]
-    case.track(study, model)
-    case.spy_on_work(monkeypatch)
-    outcome = case.explain(study, model, tmp_path / "out")
-    case.fails(outcome, 2, str(model), "the model fails", "refuses every input")
+    _refused_before_work(
+        case,
+        bad_models["raising"],
+        study,
+        tmp_path,
+        monkeypatch,
+        "the model fails",
+        "refuses every input",
+    )
 
 
 @reliability(
@@ -57,11 +77,7 @@ def test_nan_output(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = bad_models["nan_output"]
-    case.track(study, model)
-    case.spy_on_work(monkeypatch)
-    outcome = case.explain(study, model, tmp_path / "out")
-    case.fails(outcome, 2, str(model), "NaN")
+    _refused_before_work(case, bad_models["nan_output"], study, tmp_path, monkeypatch, "NaN")
 
 
 @reliability(
@@ -76,11 +92,7 @@ def test_output_does_not_match_its_contract(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = bad_models["wrong_shape"]
-    case.track(study, model)
-    case.spy_on_work(monkeypatch)
-    outcome = case.explain(study, model, tmp_path / "out")
-    case.fails(outcome, 2, str(model), "(1, 3)")
+    _refused_before_work(case, bad_models["wrong_shape"], study, tmp_path, monkeypatch, "(1, 3)")
 
 
 @reliability(
@@ -95,11 +107,7 @@ def test_model_that_takes_a_batch_of_one_only(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = bad_models["batch_of_one"]
-    case.track(study, model)
-    case.spy_on_work(monkeypatch)
-    outcome = case.explain(study, model, tmp_path / "out")
-    case.fails(outcome, 2, str(model), "batch")
+    _refused_before_work(case, bad_models["batch_of_one"], study, tmp_path, monkeypatch, "batch")
 
 
 @reliability("model", "a model that returns a tuple", "exit 2 naming the model file")

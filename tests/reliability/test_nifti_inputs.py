@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -40,6 +41,16 @@ def _with_header(path: Path, data: np.ndarray, **fields: object) -> Path:
     return path
 
 
+def _explain_traced(case: Case, src: Path, model: Path, out: Path) -> tuple[Any, int]:
+    """``case.explain`` and the peak of Python-traced allocations while it ran (bytes)."""
+    tracemalloc.start()
+    try:
+        outcome = case.explain(src, model, out)
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @reliability(
     "NIfTI",
     "header declares 2 GiB of voxels, the file holds 1 KiB (.nii) — issue 12",
@@ -51,12 +62,7 @@ def test_header_larger_than_file_is_refused_before_allocating(
     src = _lying_header(tmp_path / "inputs" / "liar.nii", (1024, 1024, 512))
     case.track(src, tiny_model)
     case.spy_on_work(monkeypatch)
-    tracemalloc.start()
-    try:
-        outcome = case.explain(src, tiny_model, tmp_path / "out")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    outcome, peak = _explain_traced(case, src, tiny_model, tmp_path / "out")
     case.fails(outcome, 2, str(src), "header", "2.0 GiB")
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB allocated"
 
@@ -71,12 +77,7 @@ def test_gzip_header_larger_than_file_is_refused_before_allocating(
 ) -> None:
     src = _lying_header(tmp_path / "inputs" / "liar.nii.gz", (1024, 1024, 512))
     case.track(src, tiny_model)
-    tracemalloc.start()
-    try:
-        outcome = case.explain(src, tiny_model, tmp_path / "out")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    outcome, peak = _explain_traced(case, src, tiny_model, tmp_path / "out")
     case.fails(outcome, 2, str(src), "header", "2.0 GiB")
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB allocated"
 
