@@ -42,6 +42,7 @@ from medattr.io import (
 )
 from medattr.models import ModelSpec
 from medattr.preprocess import Preprocessor
+from tests.io.conftest import CHROMIUM_FLAGS as HEADLESS_FLAGS
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -55,14 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OHIF_DIST = ROOT / ".ci" / "ohif" / "node_modules" / "@ohif" / "app" / "dist"
 
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *HEADLESS_FLAGS,
     # WebGL in software (SwiftShader): OHIF's volume viewports (PMAP fusion, SEG) need it
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",

@@ -20,21 +20,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medattr.io import AlgorithmInfo, read_dicom_series, write_dicom_rgb
+from tests.io.conftest import CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.integration
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _paths(derived) -> dict[str, list[Path]]:
