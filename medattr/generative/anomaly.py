@@ -41,6 +41,7 @@ __all__ = [
     "AnomalyMask",
     "AnomalyMasker",
     "AnomalySettings",
+    "anomaly_score",
     "block_pattern",
     "calibrate_anomaly",
     "component_stats",
@@ -273,13 +274,27 @@ def _clear_level(r: np.ndarray, min_vox: float, iters: int = 30) -> float:
     return hi
 
 
+def anomaly_score(
+    scorer: Any, x: Tensor, spacing: Sequence[float], settings: AnomalySettings
+) -> Tensor:
+    """The anomaly score map of ``x`` ``(B, 1, D, H, W)``: ``scorer.score(x, spacing)`` when the
+    scorer has one (:class:`~medattr.generative.normative.NormativeResidual`), else the
+    leave-block-out :func:`residual_map` of an inpainter."""
+    if hasattr(scorer, "score"):
+        return scorer.score(x, spacing)
+    return residual_map(scorer, x, spacing, settings)
+
+
 def calibrate_anomaly(
-    inpainter: _Predictor,
+    inpainter: Any,
     healthy: Tensor,
     settings: AnomalySettings | None = None,
     spacing: Sequence[float] = (3.0, 3.0, 3.0),
 ) -> dict[str, Any]:
     """Calibrate the anomaly threshold on healthy volumes ``(N, 1, D, H, W)``.
+
+    ``inpainter`` is the scorer: an inpainter (leave-block-out residual) or an object with
+    ``score(x, spacing)`` (see :func:`anomaly_score`).
 
     For each volume the *clearing level* is the smallest threshold at which its residual map
     has no component of ``min_volume_mm3`` or more. The threshold is the
@@ -301,7 +316,7 @@ def calibrate_anomaly(
     min_vox = st.min_volume_mm3 / float(np.prod(sp))
     levels: list[float] = []
     for i in range(0, len(healthy), st.batch):
-        r = residual_map(inpainter, healthy[i : i + st.batch], sp, st)
+        r = anomaly_score(inpainter, healthy[i : i + st.batch], sp, st)
         levels.extend(_clear_level(ri[0].numpy(), min_vox) for ri in r.cpu())
     lv = np.sort(np.asarray(levels))
     n = len(lv)
@@ -374,6 +389,11 @@ class AnomalyMasker:
         Overrides the calibrated threshold (for experiments; the calibrated one is the default).
     rounds, dilation_mm, refine_factor
         Override the calibration's settings of the same name.
+    scorer
+        Where the score comes from, if not the inpainter's leave-block-out residual: an object
+        with ``score(x, spacing)`` and its own ``calibration``
+        (:class:`~medattr.generative.normative.NormativeResidual`). Refinement rounds
+        re-score with the inpainter, on the inpainter's scale, so they need its own score.
     """
 
     def __init__(
@@ -384,12 +404,14 @@ class AnomalyMasker:
         rounds: int | None = None,
         dilation_mm: float | None = None,
         refine_factor: float | None = None,
+        scorer: Any = None,
     ) -> None:
-        cal = calibration if calibration is not None else getattr(inpainter, "calibration", None)
+        source = scorer if scorer is not None else inpainter
+        cal = calibration if calibration is not None else getattr(source, "calibration", None)
         if not isinstance(cal, dict) or "threshold" not in cal:
             raise InputError(
                 "the anomaly mask needs a calibration (calibrate_anomaly's result); this "
-                "inpainter carries none in its spec (extra['anomaly'])"
+                f"{'scorer' if scorer is not None else 'inpainter'} carries none"
             )
         names = set(AnomalySettings.__dataclass_fields__)
         base = {k: v for k, v in cal.items() if k in names}
@@ -399,18 +421,29 @@ class AnomalyMasker:
         self.threshold = float(cal["threshold"] if threshold is None else threshold)
         if not self.threshold > 0:
             raise InputError(f"threshold must be > 0, got {self.threshold}")
+        if scorer is not None and self.settings.rounds > 0:
+            raise InputError(
+                "refinement rounds re-score with the inpainter's own residual; with another "
+                "anomaly score set rounds to 0"
+            )
         self.inpainter = inpainter
+        self.scorer = scorer if scorer is not None else inpainter
         self.calibration = dict(cal)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.settings.to_dict(), "threshold": self.threshold}
+        info = {**self.settings.to_dict(), "threshold": self.threshold}
+        if hasattr(self.scorer, "describe") and self.scorer is not self.inpainter:
+            info["score"] = self.scorer.describe()
+        else:
+            info["score"] = {"score": "inpainter-leave-block-out"}
+        return info
 
     def __call__(self, x: Tensor, spacing: Sequence[float]) -> list[AnomalyMask]:
         """One :class:`AnomalyMask` per volume of ``x`` ``(B, 1, D, H, W)``."""
         sp = _check(x, spacing)
         st = self.settings
         min_vox = st.min_volume_mm3 / float(np.prod(sp))
-        res = residual_map(self.inpainter, x, sp, st).cpu().numpy()[:, 0]
+        res = anomaly_score(self.scorer, x, sp, st).cpu().numpy()[:, 0]
         out = []
         for i in range(len(x)):
             core = _core(res[i], self.threshold, min_vox, st.edge_fraction)

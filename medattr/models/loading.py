@@ -35,6 +35,7 @@ BUILTIN_MODELS = {
     "mni": "mni_classifier.ts",
     "mni-vae": "mni_vae.ts",
     "mni-inpainter": "mni_inpainter.ts",
+    "mni-normative": "mni_normative.npz",
     "phantom": "phantom_classifier.ts",
 }
 """``builtin:<name>`` model files shipped in ``medattr/assets``."""
