@@ -217,12 +217,27 @@ def test_the_registry_builds_each_mask_baseline_from_settings(
         spec = ModelSpec(name="medattr-mni-lesion-classifier")
 
     setup = BaselineSetup(model=Model())
-    assert InpaintCounterfactualBaseline.assets({}, setup) == {"inpainter": "builtin:mni-inpainter"}
+    assert InpaintCounterfactualBaseline.assets({}, setup) == {
+        "inpainter": "builtin:mni-inpainter",
+        "anomaly_model": "builtin:mni-normative",
+    }
+    # 'inpainter' selects the inpainter's own score: no maps to depend on
+    assert InpaintCounterfactualBaseline.assets({"anomaly_model": "inpainter"}, setup) == {
+        "inpainter": "builtin:mni-inpainter"
+    }
     Model.spec = ModelSpec(name="other", extra={"paired_inpainter": "mine.ts"})
     assert InpaintCounterfactualBaseline.assets({}, setup) == {"inpainter": "mine.ts"}
+    Model.spec = ModelSpec(
+        name="other", extra={"paired_inpainter": "mine.ts", "paired_anomaly_model": "m.npz"}
+    )
+    assert InpaintCounterfactualBaseline.assets({}, setup) == {
+        "inpainter": "mine.ts",
+        "anomaly_model": "m.npz",
+    }
     assert MaskedVAEBaseline.assets({"inpainter": "a.ts", "vae": "v.ts"}, setup) == {
         "inpainter": "a.ts",
         "vae": "v.ts",
+        "anomaly_model": "m.npz",
     }
     Model.spec = ModelSpec(name="other")
     with pytest.raises(InputError, match="--inpainter"):

@@ -69,3 +69,37 @@ def test_cohort_resumes_until_the_inpainter_changes(tmp_path: Path) -> None:
     manifest = json.loads((out / entries[0].study_id / "manifest.json").read_text())
     assert manifest["assets"]["inpainter"]["sha256"] == file_sha256(weights)
     assert manifest["baseline"]["inpainter"]["sha256"] == file_sha256(weights)
+
+
+def test_cohort_resumes_until_the_anomaly_maps_change(tmp_path: Path) -> None:
+    """The normative maps behind the anomaly mask are an asset too (``--anomaly-model``)."""
+    from medattr.generative.normative import load_normative
+    from medattr.synthetic.demo import demo_study_path
+
+    entries = load_cohort([str(demo_study_path("mni"))], base_dir=tmp_path)
+    maps = load_normative("builtin:mni-normative")
+    path = maps.save(tmp_path / "maps.npz")
+    config = ExplainConfig(
+        method="ig",
+        baseline="inpaint",
+        anomaly_model=str(path),
+        n_steps=2,
+        formats=("nifti",),
+        device="cpu",
+        progress=False,
+    )
+    out = tmp_path / "cohort"
+
+    def run() -> dict[str, int]:
+        summary = CohortRunner(Explainer("builtin:mni", config), out)(entries)
+        assert not summary.counts.get("failed"), summary.studies
+        return summary.counts
+
+    assert run()["done"] == 1
+    assert run()["skipped"] == 1
+    maps.sd = maps.sd * 1.01  # same path, new contents
+    maps.save(path)
+    assert run()["done"] == 1
+    manifest = json.loads((out / entries[0].study_id / "manifest.json").read_text())
+    assert manifest["assets"]["anomaly_model"]["sha256"] == file_sha256(path)
+    assert manifest["baseline"]["anomaly_mask"]["score"]["sha256"] == file_sha256(path)

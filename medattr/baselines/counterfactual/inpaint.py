@@ -57,6 +57,7 @@ from medattr.errors import InputError
 from medattr.registry import Setting
 
 __all__ = [
+    "ANOMALY_MODEL",
     "ANOMALY_SETTINGS",
     "DEFAULT_INPAINTER",
     "INPAINTER",
@@ -65,9 +66,11 @@ __all__ = [
     "MaskedBlurBaseline",
     "MaskedInfillBaseline",
     "MaskedVAEBaseline",
+    "anomaly_model_path",
     "calibrated_spacing",
     "feather_mask",
     "inpainter_path",
+    "make_masker",
     "mask_report",
 ]
 
@@ -78,6 +81,25 @@ DEFAULT_INPAINTER = "builtin:mni-inpainter"
 PAIRED_INPAINTERS = {"medattr-mni-lesion-classifier": DEFAULT_INPAINTER}
 """Default inpainter by model name, for shipped classifiers whose weights predate the
 inpainter (a newer model names its own in ``spec.extra["paired_inpainter"]``)."""
+
+PAIRED_ANOMALY_MODELS = {"medattr-mni-lesion-classifier": "builtin:mni-normative"}
+"""Default anomaly score by model name (a newer model names its own in
+``spec.extra["paired_anomaly_model"]``); a model with neither uses the inpainter's own score."""
+
+INPAINTER_SCORE = "inpainter"
+"""``--anomaly-model`` value that selects the inpainter's leave-block-out residual."""
+
+ANOMALY_MODEL = Setting(
+    "anomaly_model",
+    None,
+    "inpaint* and *-masked baselines: what finds the anomaly: normative maps of the healthy "
+    "VAE's residual (.npz or builtin:NAME; default: the ones paired with the model, "
+    "builtin:mni-normative for the shipped brain classifier), or 'inpainter' for the "
+    "inpainter's own leave-block-out residual",
+    type=str,
+    optional=True,
+    asset=True,
+)
 
 INPAINTER = Setting(
     "inpainter",
@@ -139,6 +161,50 @@ def inpainter_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str:
     if paired and not (getattr(spec, "extra", None) or {}).get("paired_inpainter"):
         return paired
     return paired_model_path(settings, setup, key="inpainter", extra="paired_inpainter")
+
+
+def anomaly_model_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str | None:
+    """The normative maps a masked baseline scores with (``None``: the inpainter's own score):
+    the ``anomaly_model`` setting, else the model spec's ``paired_anomaly_model``, else the
+    default for the model's name (:data:`PAIRED_ANOMALY_MODELS`)."""
+    value = settings.get("anomaly_model")
+    if not value:
+        spec = getattr(setup.model, "spec", None)
+        value = (getattr(spec, "extra", None) or {}).get("paired_anomaly_model")
+        value = value or PAIRED_ANOMALY_MODELS.get(str(getattr(spec, "name", "") or ""))
+    if not value or value == INPAINTER_SCORE:
+        return None
+    return str(value)
+
+
+def make_masker(
+    inpainter: Any,
+    anomaly_model: Any = None,
+    anomaly_threshold: float | None = None,
+    rounds: int | None = None,
+    dilation_mm: float | None = None,
+) -> Any:
+    """The :class:`~medattr.generative.AnomalyMasker` of a masked baseline: scored by the
+    normative maps ``anomaly_model`` (a path, ``builtin:NAME`` or a loaded
+    :class:`~medattr.generative.normative.NormativeResidual`), or by the inpainter's own
+    leave-block-out residual when it is ``None`` or ``"inpainter"``."""
+    from medattr.generative import AnomalyMasker
+    from medattr.generative.normative import load_normative
+
+    scorer = None
+    if anomaly_model is not None and anomaly_model != INPAINTER_SCORE:
+        scorer = (
+            load_normative(anomaly_model)
+            if isinstance(anomaly_model, str | os.PathLike)
+            else anomaly_model
+        )
+    return AnomalyMasker(
+        inpainter,
+        threshold=anomaly_threshold,
+        rounds=rounds,
+        dilation_mm=dilation_mm,
+        scorer=scorer,
+    )
 
 
 def _as_inpainter(inpainter: Any) -> Any:
@@ -232,7 +298,12 @@ class MaskedInfillBaseline(Baseline):
         Width of the linear blend outside the mask's edge.
     anomaly_threshold, rounds, dilation_mm
         Override the calibrated anomaly-mask settings (defaults: the calibration stored with
-        the inpainter).
+        the anomaly score).
+    anomaly_model
+        What scores the anomaly: normative maps of the healthy VAE's residual (a path,
+        ``builtin:mni-normative``, or loaded), or ``None`` / ``"inpainter"`` for the
+        inpainter's leave-block-out residual. The command line, bundle and benchmark default
+        to the maps paired with the model (:func:`anomaly_model_path`).
     """
 
     name = "masked-infill"
@@ -243,8 +314,12 @@ class MaskedInfillBaseline(Baseline):
         CF_THRESHOLD,
         INPAINT_FEATHER_MM,
         *ANOMALY_SETTINGS,
+        ANOMALY_MODEL,
     )
-    asset_labels: ClassVar[dict[str, str]] = {"inpainter": "the healthy inpainter"}
+    asset_labels: ClassVar[dict[str, str]] = {
+        "inpainter": "the healthy inpainter",
+        "anomaly_model": "the anomaly score's normative maps",
+    }
 
     def __init__(
         self,
@@ -255,16 +330,15 @@ class MaskedInfillBaseline(Baseline):
         anomaly_threshold: float | None = None,
         rounds: int | None = None,
         dilation_mm: float | None = None,
+        anomaly_model: Any = None,
     ) -> None:
-        from medattr.generative import AnomalyMasker
-
         if not 0.0 < threshold < 1.0:
             raise InputError(f"threshold must be in (0, 1), got {threshold}")
         if feather_mm < 0:
             raise InputError(f"feather_mm must be >= 0, got {feather_mm}")
         self.inpainter = _as_inpainter(inpainter)
-        self.masker = AnomalyMasker(
-            self.inpainter, threshold=anomaly_threshold, rounds=rounds, dilation_mm=dilation_mm
+        self.masker = make_masker(
+            self.inpainter, anomaly_model, anomaly_threshold, rounds, dilation_mm
         )
         self.disease_class = int(disease_class)
         self.threshold = float(threshold)
@@ -291,6 +365,7 @@ class MaskedInfillBaseline(Baseline):
         }
         kwargs.update(cls._load_assets(settings, setup))
         inpainter = load_inpainter(inpainter_path(settings, setup), setup.device)
+        kwargs["anomaly_model"] = anomaly_model_path(settings, setup)
         return cls(inpainter, disease_class=setup.disease_class, **kwargs)
 
     @classmethod
@@ -300,7 +375,11 @@ class MaskedInfillBaseline(Baseline):
 
     @classmethod
     def assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, str]:
-        return {"inpainter": inpainter_path(settings, setup)}
+        out = {"inpainter": inpainter_path(settings, setup)}
+        scorer = anomaly_model_path(settings, setup)
+        if scorer is not None:
+            out["anomaly_model"] = scorer
+        return out
 
     # ------------------------------------------------------------------ the pieces
     def spacing(self, inputs: Tensor, context: BaselineContext | None) -> tuple[float, ...]:

@@ -29,14 +29,17 @@ from torch import Tensor
 from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
 from medattr.baselines._registry import register
 from medattr.baselines.counterfactual.inpaint import (
+    ANOMALY_MODEL,
     ANOMALY_SETTINGS,
     DEFAULT_INPAINTER,
     INPAINT_FEATHER_MM,
     INPAINTER,
     _as_inpainter,
+    anomaly_model_path,
     calibrated_spacing,
     feather_mask,
     inpainter_path,
+    make_masker,
     mask_report,
 )
 from medattr.baselines.counterfactual.vae import (
@@ -68,6 +71,9 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         Width of the linear blend outside the mask's edge.
     anomaly_threshold, rounds, dilation_mm
         Override the calibrated anomaly-mask settings.
+    anomaly_model
+        What scores the anomaly (see :class:`~medattr.baselines.counterfactual.inpaint.
+        MaskedInfillBaseline`).
     """
 
     name = "vae-guided-residual-masked"
@@ -80,10 +86,12 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         CF_STEPS,
         INPAINT_FEATHER_MM,
         *ANOMALY_SETTINGS,
+        ANOMALY_MODEL,
     )
     asset_labels: ClassVar[dict[str, str]] = {
         "vae": "the healthy-only VAE",
         "inpainter": "the healthy inpainter",
+        "anomaly_model": "the anomaly score's normative maps",
     }
 
     def __init__(
@@ -100,15 +108,14 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         anomaly_threshold: float | None = None,
         rounds: int | None = None,
         dilation_mm: float | None = None,
+        anomaly_model: Any = None,
     ) -> None:
-        from medattr.generative import AnomalyMasker
-
         super().__init__(vae, disease_class, threshold, max_steps, lr, proximity, prior)
         if feather_mm < 0:
             raise InputError(f"feather_mm must be >= 0, got {feather_mm}")
         self.inpainter = _as_inpainter(inpainter)
-        self.masker = AnomalyMasker(
-            self.inpainter, threshold=anomaly_threshold, rounds=rounds, dilation_mm=dilation_mm
+        self.masker = make_masker(
+            self.inpainter, anomaly_model, anomaly_threshold, rounds, dilation_mm
         )
         self.feather_mm = float(feather_mm)
 
@@ -121,14 +128,19 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         kwargs = {s.keyword: settings[s.name] for s in cls.settings if s.name in settings}
         kwargs.pop("vae", None)
         kwargs.pop("inpainter", None)
+        kwargs["anomaly_model"] = anomaly_model_path(settings, setup)
         return cls(vae, inpainter, disease_class=setup.disease_class, **kwargs)
 
     @classmethod
     def assets(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> dict[str, str]:
-        return {
+        out = {
             "vae": paired_model_path(settings, setup),
             "inpainter": inpainter_path(settings, setup),
         }
+        scorer = anomaly_model_path(settings, setup)
+        if scorer is not None:
+            out["anomaly_model"] = scorer
+        return out
 
     def describe(self) -> dict[str, Any]:
         info = {
