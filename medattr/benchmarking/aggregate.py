@@ -44,6 +44,8 @@ BASELINE_STATS = (
     ("distance_outside", "|x - x'| outside lesion"),
     ("twin_error_lesion", "|x' - twin| in lesion"),
     ("twin_error_outside", "|x' - twin| outside"),
+    ("mask_dice", "mask Dice"),
+    ("mask_detected", "mask finds lesion"),
     ("seconds", "seconds / study"),
 )
 """Per-baseline diagnostics reported for lesion studies (key, label)."""
@@ -53,8 +55,18 @@ HEALTHY_STATS = (
     ("distance_region", "|x - x'| in region"),
     ("score_gap", "f(x) - f(x')"),
     ("abs_attribution", "sum |IG|"),
+    ("anomaly_mask_empty", "mask empty"),
+    ("seconds", "seconds / study"),
 )
 """What each baseline does to healthy studies (key, label)."""
+
+
+ZERO_ATTRIBUTION_SCORES = {"mass": 0.0, "rank": 0.0, "pointing": 0.0}
+"""Localisation scores of an attribution that is zero everywhere (a baseline equal to the
+input, e.g. an empty anomaly mask). The metrics leave the mass undefined (no relevance to share
+out) and break ties of the all-zero map arbitrarily for rank and pointing; averaging only the
+defined values would score a baseline on the studies where it found something. It placed no
+relevance on the lesion: 0 for all three."""
 
 
 def _num(v: Any) -> float:
@@ -110,8 +122,13 @@ def collect(
         if r.get("label") != 1 or not _in_scope(r, study_ids, methods, baselines):
             continue
         if r.get("kind") == "attribution":
-            for k, v in (r.get("metrics") or {}).items():
-                table[(r["method"], r["baseline"], k)][r["study"]] = _num(v)
+            metrics = r.get("metrics") or {}
+            nothing = _num(metrics.get("abs_attribution")) == 0.0
+            for k, v in metrics.items():
+                value = _num(v)
+                if nothing and k in ZERO_ATTRIBUTION_SCORES:
+                    value = ZERO_ATTRIBUTION_SCORES[k]
+                table[(r["method"], r["baseline"], k)][r["study"]] = value
             table[(r["method"], r["baseline"], "seconds")][r["study"]] = _num(r.get("seconds"))
         elif r.get("kind") == "sensitivity":
             key = (r["method"], r["baseline"], "max_sensitivity")
@@ -184,14 +201,15 @@ def verdicts(
     method: str,
     n_boot: int = 2000,
     seed: int = 0,
+    candidates: Sequence[str] = COUNTERFACTUAL_BASELINES,
 ) -> list[dict[str, Any]]:
-    """For each metric: the best classic and the best VAE baseline of ``method`` (by mean),
-    their paired comparison, the oracle's mean, and the share of the classic-to-oracle gap
-    the VAE baseline closes."""
+    """For each metric: the best classic and the best of ``candidates`` (default the VAE
+    baselines) for ``method`` (by mean), their paired comparison, the oracle's mean, and the
+    share of the classic-to-oracle gap the candidate closes (under the key ``vae``)."""
     out = []
     for metric in METRICS:
         classic = _best(cells, method, CLASSIC_BASELINES, metric)
-        vae = _best(cells, method, COUNTERFACTUAL_BASELINES, metric)
+        vae = _best(cells, method, candidates, metric)
         if classic is None or vae is None:
             continue
         cmp = compare(
@@ -309,7 +327,7 @@ def summarise(
                 rows,
                 "baseline",
                 0,
-                ["p_disease_baseline", "distance_region"],
+                ["p_disease_baseline", "distance_region", "anomaly_mask_empty", "seconds"],
                 hids,
                 n_boot,
                 seed,
@@ -328,6 +346,44 @@ def summarise(
             ),
         ),
         "verdicts": {m: verdicts(table, cells, m, n_boot, seed) for m in present if m != "eg"},
+        "local": _local(table, cells, n_boot, seed),
+    }
+
+
+LOCAL_BASELINE = "inpaint"
+"""The local counterfactual measured against the issue's bar (mask, healthy infill, stitch)."""
+ABLATIONS = ("inpaint-mask-blur", "inpaint-mask-vae")
+"""The same mask filled otherwise: how much comes from the mask and how much from the infill."""
+
+
+def _local(
+    table: dict[tuple[str, str, str], dict[str, float]],
+    cells: dict[tuple[str, str, str], dict[str, Any]],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """IG: the local counterfactual against the best classic per metric, its ablations against
+    it on relevance mass, and the current default (``vae-guided``) against it."""
+    if ("ig", LOCAL_BASELINE, "mass") not in cells:
+        return {}
+    mass = next(m for m in METRICS if m.key == "mass")
+    rivals = {}
+    for other in (*ABLATIONS, "vae-guided"):
+        if ("ig", other, "mass") in table:
+            rivals[other] = {
+                "mean": cells[("ig", other, "mass")]["mean"],
+                **compare(
+                    table[("ig", LOCAL_BASELINE, "mass")],
+                    table[("ig", other, "mass")],
+                    mass,
+                    n_boot,
+                    seed,
+                ),
+            }
+    return {
+        "baseline": LOCAL_BASELINE,
+        "verdicts": verdicts(table, cells, "ig", n_boot, seed, candidates=(LOCAL_BASELINE,)),
+        "against": rivals,
     }
 
 

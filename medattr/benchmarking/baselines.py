@@ -223,6 +223,7 @@ class BaselineMaker:
                 res = obj.generate(x, self.context(todo[0].spacing))
             per = (time.perf_counter() - t0) / len(todo)
             log.info("%s: %d studies in %.1f s", name, len(todo), per * len(todo))
+            found = (getattr(res, "masks", None) or {}).get("anomaly_mask")
             for i, s in enumerate(todo):
                 gen = GeneratedBaseline(
                     name,
@@ -230,6 +231,8 @@ class BaselineMaker:
                     _split_info(res.info, i, len(todo)),
                     per,
                 )
+                if found is not None:
+                    gen.info.update(mask_scores(found[i, 0], s))
                 self._store(s.id, gen)
                 self._pending[(s.id, name)] = gen
 
@@ -262,6 +265,19 @@ def fixed_reference(config: BenchmarkConfig, study: BenchStudy) -> Tensor:
         return study.twin.clone()
     blur = GaussianBlurBaseline(sigma_mm=config.blur_sigma_mm)
     return blur.generate(study.x, BaselineContext(spacing=list(study.spacing))).baselines
+
+
+def mask_scores(mask: Tensor, study: BenchStudy) -> dict[str, Any]:
+    """How a baseline's anomaly mask ``(*spatial)`` compares with the study's truth: emptiness,
+    and for a lesion study the Dice coefficient against the lesion and whether it touches it."""
+    m = mask.detach().cpu().bool()
+    out: dict[str, Any] = {"anomaly_mask_empty": not bool(m.any())}
+    if study.label == 1:
+        truth = study.mask[0].bool()
+        inter = float((m & truth).sum())
+        out["mask_dice"] = 2.0 * inter / max(float(m.sum() + truth.sum()), 1.0)
+        out["mask_detected"] = inter > 0
+    return out
 
 
 def _mean_in(values: Tensor, where: Tensor) -> float:
@@ -302,4 +318,7 @@ def baseline_diagnostics(
     }
     if "steps" in gen.info:
         row["steps"] = gen.info["steps"]
+    for key in ("anomaly_mask_empty", "mask_dice", "mask_detected"):
+        if key in gen.info:
+            row[key] = gen.info[key]
     return row

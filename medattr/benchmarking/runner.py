@@ -208,7 +208,7 @@ class BenchmarkRun:
             )
         else:
             metrics["score_gap"] = res.f_input - res.f_baseline
-            metrics["abs_attribution"] = float(attr.double().abs().sum())
+        metrics["abs_attribution"] = float(attr.double().abs().sum())
         return self._row(
             study,
             kind="attribution",
