@@ -76,7 +76,8 @@ def test_stored_calibration_is_reproduced(inpainter: LoadedInpainter) -> None:
 
 @pytest.mark.slow
 def test_the_mask_is_empty_on_held_out_healthy_studies(inpainter: LoadedInpainter) -> None:
-    """Calibrated for at most 5 % healthy volumes with a component: 10 held-out ones."""
+    """The inpainter's own score (no ``anomaly_model``), calibrated for at most 5 % healthy
+    volumes with a component: 10 held-out ones."""
     base = InpaintCounterfactualBaseline(inpainter)
     empty = 0
     for seed in range(620_010, 620_020):
@@ -91,8 +92,9 @@ def test_infill_of_the_lesion_moves_lesion_studies_toward_their_twins(
     inpainter: LoadedInpainter,
 ) -> None:
     """The infill half of the counterfactual, given the lesion (dilated by one voxel): inside
-    the lesion x' is closer to the healthy twin than x is. (The calibrated anomaly mask does
-    not find these lesions; docs/models.md has the measurement.)"""
+    the lesion x' is closer to the healthy twin than x is. (The inpainter's own anomaly score
+    does not find these lesions, docs/models.md; the normative mask that does is tested in
+    tests/generative/test_normative.py.)"""
     from scipy import ndimage
 
     base = InpaintCounterfactualBaseline(inpainter)
