@@ -214,8 +214,8 @@ def comparison_panel(
 
 @register_writer("png")
 class PngWriter(Writer):
-    """PNG: three planes through the attribution peak, and the input / baseline /
-    difference / attribution panel."""
+    """PNG: three planes through the attribution peak, and the input / (anomaly mask) /
+    baseline / difference / attribution panel."""
 
     def write(self, result: StudyOutput, stage: Stage) -> dict[str, Any]:
         vol = result.volume
@@ -240,13 +240,18 @@ class PngWriter(Writer):
         if result.baseline_source is not None:
             pname = f"{name}_panel.png"
             anatomy, base = result.anatomy, result.baseline_source
+            columns = [("input", anatomy, "gray")]
+            if "anomaly_mask" in result.baseline_masks:
+                # where the baseline changed the anatomy (empty: it found nothing)
+                found = result.baseline_masks["anomaly_mask"].astype(np.float32)
+                columns.append(("anomaly mask", found, "mask"))
+            columns += [
+                (f"baseline: {result.config.baseline}", base, "gray"),
+                ("input - baseline", anatomy - base, "diff"),
+                ("attribution", result.display, "attr"),
+            ]
             comparison_panel(
-                [
-                    ("input", anatomy, "gray"),
-                    (f"baseline: {result.config.baseline}", base, "gray"),
-                    ("input - baseline", anatomy - base, "diff"),
-                    ("attribution", result.display, "attr"),
-                ],
+                columns,
                 vol.affine,
                 stage(pname),
                 anatomy=anatomy,

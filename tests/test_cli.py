@@ -248,6 +248,14 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
     assert mask.shape == src.shape and np.array_equal(written.affine, src.affine)
     assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
     assert int(mask.sum()) == b["mask_voxels"][0]  # the demo's grid is the model's grid
+    # the panel's second of five columns is the anomaly mask: a yellow contour where one was found
+    from PIL import Image
+
+    panel = np.asarray(Image.open(out / "demo_mni_panel.png").convert("RGB")).astype(int)
+    width = panel.shape[1]
+    column = panel[:, int(0.21 * width) : int(0.39 * width)]
+    yellow = (column[..., 0] > 200) & (column[..., 1] > 200) & (column[..., 2] < 90)
+    assert bool(yellow.sum() > 20) is (not b["mask_empty"][0]), int(yellow.sum())
     if score == "inpainter":
         assert "anomaly_model" not in m["assets"]
         assert b["anomaly_mask"]["score"] == {"score": "inpainter-leave-block-out"}
