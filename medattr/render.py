@@ -241,9 +241,10 @@ class PngWriter(Writer):
             pname = f"{name}_panel.png"
             anatomy, base = result.anatomy, result.baseline_source
             columns = [("input", anatomy, "gray")]
-            if "anomaly_mask" in result.baseline_masks:
+            masks = getattr(result, "baseline_masks", None) or {}
+            if "anomaly_mask" in masks:
                 # where the baseline changed the anatomy (empty: it found nothing)
-                found = result.baseline_masks["anomaly_mask"].astype(np.float32)
+                found = masks["anomaly_mask"].astype(np.float32)
                 columns.append(("anomaly mask", found, "mask"))
             columns += [
                 (f"baseline: {result.config.baseline}", base, "gray"),

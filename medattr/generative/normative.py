@@ -45,6 +45,15 @@ __all__ = ["NormativeResidual", "fit_normative", "load_normative"]
 FORMAT = "medattr-normative-residual/1"
 
 
+def _device_of(vae: Any) -> torch.device:
+    """Where the VAE's weights are (CPU for a module without parameters)."""
+    module = getattr(vae, "module", vae)
+    params = getattr(module, "parameters", None)
+    for p in params() if callable(params) else ():
+        return p.device
+    return torch.device("cpu")
+
+
 def _smooth(a: np.ndarray, sigma_mm: float, spacing: Sequence[float]) -> np.ndarray:
     if sigma_mm <= 0:
         return a
@@ -98,10 +107,11 @@ class NormativeResidual:
                 f"the normative maps are {tuple(self.mean.shape)} voxels but the volume is "
                 f"{tuple(x.shape[2:])}; they score only the grid they were made on"
             )
+        x = x.detach().float().to(_device_of(self.vae))
         with torch.no_grad():
-            mu, _ = self.vae.encode(x.float())
+            mu, _ = self.vae.encode(x)
             rec = self.vae.decode(mu).float()
-        diff = (x.float() - rec).cpu().numpy()[:, 0]
+        diff = (x - rec).cpu().numpy()[:, 0]
         return np.stack([_smooth(d, self.sigma_mm, self.spacing) for d in diff])
 
     def score(self, x: Tensor, spacing: Sequence[float] | None = None) -> Tensor:

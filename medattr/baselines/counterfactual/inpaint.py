@@ -70,6 +70,7 @@ __all__ = [
     "calibrated_spacing",
     "feather_mask",
     "inpainter_path",
+    "load_anomaly_model",
     "make_masker",
     "mask_report",
 ]
@@ -175,6 +176,15 @@ def anomaly_model_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str
     if not value or value == INPAINTER_SCORE:
         return None
     return str(value)
+
+
+def load_anomaly_model(settings: Mapping[str, Any], setup: BaselineSetup) -> Any:
+    """The normative maps of :func:`anomaly_model_path`, loaded with their VAE on the run's
+    device (``None``: the inpainter's own score)."""
+    from medattr.generative.normative import load_normative
+
+    path = anomaly_model_path(settings, setup)
+    return None if path is None else load_normative(path, device=setup.device)
 
 
 def make_masker(
@@ -365,7 +375,7 @@ class MaskedInfillBaseline(Baseline):
         }
         kwargs.update(cls._load_assets(settings, setup))
         inpainter = load_inpainter(inpainter_path(settings, setup), setup.device)
-        kwargs["anomaly_model"] = anomaly_model_path(settings, setup)
+        kwargs["anomaly_model"] = load_anomaly_model(settings, setup)
         return cls(inpainter, disease_class=setup.disease_class, **kwargs)
 
     @classmethod

@@ -39,6 +39,7 @@ from medattr.baselines.counterfactual.inpaint import (
     calibrated_spacing,
     feather_mask,
     inpainter_path,
+    load_anomaly_model,
     make_masker,
     mask_report,
 )
@@ -128,7 +129,7 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         kwargs = {s.keyword: settings[s.name] for s in cls.settings if s.name in settings}
         kwargs.pop("vae", None)
         kwargs.pop("inpainter", None)
-        kwargs["anomaly_model"] = anomaly_model_path(settings, setup)
+        kwargs["anomaly_model"] = load_anomaly_model(settings, setup)
         return cls(vae, inpainter, disease_class=setup.disease_class, **kwargs)
 
     @classmethod
