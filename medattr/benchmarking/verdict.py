@@ -238,9 +238,9 @@ def local_lines(summary: dict[str, Any]) -> list[str]:
             f"local counterfactual is **{cur['verdict']}** (gain {cur['gain']:+.3f} "
             f"[{cur['lo']:+.3f}, {cur['hi']:+.3f}]): "
             + (
-                f"`{name}` wins and is the default."
+                f"`{name}` wins (the rule for replacing the default)."
                 if wins
-                else "it does not win, and the default stays `vae-guided`."
+                else "it does not win (the rule for replacing the default)."
             ),
         ]
     return lines

@@ -162,3 +162,74 @@ def test_verdict_text_states_the_numbers() -> None:
 def test_metrics_have_unique_keys() -> None:
     keys = [m.key for m in METRICS]
     assert len(keys) == len(set(keys))
+
+
+def _local_rows() -> list[dict[str, Any]]:
+    """Six lesion studies: the local counterfactual finds the lesion in four (mass 0.9 there)
+    and nothing in two (an all-zero attribution, its mass undefined); two healthy studies."""
+    rows: list[dict[str, Any]] = []
+    for i, s in enumerate("abcdef"):
+        found = i < 4
+        rows += [
+            _row(s, "ig", "blur", mass=0.05, pointing=0.0, completeness=0.01, abs_attribution=5.0),
+            _row(s, "ig", "vae-guided", mass=0.06, pointing=0.0, abs_attribution=5.0),
+            _row(s, "ig", "oracle", mass=1.0, pointing=1.0, completeness=0.02, abs_attribution=3),
+            _row(
+                s,
+                "ig",
+                "inpaint",
+                mass=0.9 if found else None,
+                pointing=1.0 if found else 0.4,  # ties of an all-zero map: arbitrary
+                completeness=0.01,
+                abs_attribution=2.0 if found else 0.0,
+            ),
+            _row(s, "ig", "inpaint-mask-blur", mass=0.7 if found else None, abs_attribution=1.0),
+        ]
+        rows.append(
+            {
+                "kind": "baseline",
+                "study": s,
+                "label": 1,
+                "baseline": "inpaint",
+                "distance_outside": 0.0,
+                "seconds": 0.2,
+                "mask_dice": 0.8 if found else 0.0,
+                "mask_detected": found,
+            }
+        )
+    for h, empty in (("h1", True), ("h2", False)):
+        rows.append(
+            {
+                "kind": "baseline",
+                "study": h,
+                "label": 0,
+                "baseline": "inpaint",
+                "anomaly_mask_empty": empty,
+            }
+        )
+    return rows
+
+
+def test_an_all_zero_attribution_scores_zero_on_localisation() -> None:
+    table = collect(_local_rows())
+    assert table[("ig", "inpaint", "mass")]["e"] == 0.0  # undefined in the row: no relevance
+    assert table[("ig", "inpaint", "pointing")]["f"] == 0.0  # not the arbitrary tie-break
+    assert table[("ig", "inpaint", "mass")]["a"] == 0.9
+    assert math.isnan(table[("ig", "inpaint-mask-blur", "mass")]["e"])  # attribution not zero
+
+
+def test_the_local_counterfactual_is_measured_against_its_bar() -> None:
+    s = summarise(_local_rows(), n_boot=500)
+    local = s["local"]
+    mass = next(v for v in local["verdicts"] if v["metric"] == "mass")
+    assert mass["vae"] == "inpaint" and mass["classic"] == "blur"
+    assert mass["vae_mean"] == pytest.approx(0.6)  # 4 x 0.9 and 2 x 0, over six studies
+    assert local["against"]["vae-guided"]["verdict"] == "better"
+    assert local["against"]["inpaint-mask-blur"]["n"] == 4  # paired where both are defined
+    text = "\n".join(verdict_lines(s, {}))
+    assert "### The local counterfactual" in text
+    assert "relevance mass 0.600" in text and "58 % of the gap closed" in text
+    assert "pointing game 0.67 (bar: ≥ 0.9) → **misses**" in text
+    assert "healthy studies with an empty mask (x′ = x): 50 % (bar: ≥ 90 %) → **misses**" in text
+    assert "0.20 s per study" in text and "finds the lesion in 67 %" in text
+    assert "`inpaint` wins (the rule for replacing the default)" in text
