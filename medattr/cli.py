@@ -49,7 +49,7 @@ def _add_explain_options(p: argparse.ArgumentParser, *, cohort: bool = False) ->
     )
 
 
-DEMO_RUNS = {"mni": ("builtin:mni", "vae-guided"), "phantom": ("builtin:phantom", "blur")}
+DEMO_RUNS = {"mni": ("builtin:mni", "inpaint"), "phantom": ("builtin:phantom", "blur")}
 """``medattr demo --kind``: the shipped model and the baseline each demo study is explained with."""
 
 
@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=sorted(DEMO_RUNS),
         default="mni",
-        help="mni: brain study, shipped brain classifier, VAE counterfactual baseline "
-        "(vae-guided); phantom: torso phantom, shipped phantom classifier, blur baseline",
+        help="mni: brain study, shipped brain classifier, local counterfactual baseline "
+        "(inpaint: anomaly mask filled with healthy tissue); phantom: torso phantom, shipped "
+        "phantom classifier, blur baseline",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument(

@@ -43,7 +43,15 @@ def write_standin_models(models: Path, seed: int = 0) -> None:
 
 
 def standin_bundle(dest: Path) -> Path:
-    """Copy the bundle (configs, docs, sample data) to ``dest`` and add stand-in weights."""
+    """Copy the bundle (configs, docs, sample data) to ``dest`` and add stand-in weights.
+
+    The stand-ins are a classifier and a VAE, so the copy's default baseline is the VAE
+    counterfactual ``vae-guided`` (the real bundle's ``inpaint`` needs the shipped brain
+    inpainter and normative maps, on the shipped grid; tested with the real bundle)."""
     shutil.copytree(BUNDLE, dest, ignore=shutil.ignore_patterns("eval", "runs", "*.ts", "*.pt"))
     write_standin_models(dest / "models")
+    config = dest / "configs" / "inference.json"
+    text = config.read_text()
+    assert '"baseline": "inpaint",' in text
+    config.write_text(text.replace('"baseline": "inpaint",', '"baseline": "vae-guided",'))
     return dest

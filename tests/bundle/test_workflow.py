@@ -194,7 +194,7 @@ def test_the_real_bundle_explains_its_embedded_default_with_the_shipped_models(
     tmp_path: Path,
 ) -> None:
     """``python -m monai.bundle run --config_file .../inference.json`` as the README gives it:
-    the shipped classifier and VAE, the sample cohort, the counterfactual default baseline."""
+    the shipped classifier, the sample cohort, the default local counterfactual (``inpaint``)."""
     from medattr.models import builtin_model_path, file_sha256
 
     config = BUNDLE / "configs" / "inference.json"
@@ -204,18 +204,22 @@ def test_the_real_bundle_explains_its_embedded_default_with_the_shipped_models(
     proc = run_python(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "cohort_summary.json").read_text())
-    assert doc["counts"]["done"] == 2 and doc["config"]["baseline"] == "vae-guided"
+    assert doc["counts"]["done"] == 2 and doc["config"]["baseline"] == "inpaint"
     healthy = json.loads((out / "mni_sample0" / "manifest.json").read_text())
     lesion = json.loads((out / "mni_sample1" / "manifest.json").read_text())
     assert lesion["model"]["sha256"] == file_sha256(builtin_model_path("mni"))
-    assert lesion["baseline"]["vae"]["sha256"] == file_sha256(builtin_model_path("mni-vae"))
-    # the lesion study is called diseased and its counterfactual healthy; no warnings
-    assert lesion["f_input"] > 0 > lesion["f_baseline"]
-    assert lesion["baseline"]["reached_healthy"] == [True] and lesion["warnings"] == []
+    for name, asset in (("mni-inpainter", "inpainter"), ("mni-normative", "anomaly_model")):
+        assert lesion["assets"][asset]["sha256"] == file_sha256(builtin_model_path(name))
+    # the lesion study: called diseased, the anomaly mask found, a lower score at the baseline
+    # (the shipped classifier still calls the infilled brain diseased: flagged, docs/results.md)
+    b = lesion["baseline"]
+    assert lesion["f_input"] > 0 and lesion["f_baseline"] < lesion["f_input"]
+    assert b["mask_empty"] == [False] and b["n_components"] == [1]
     assert abs(lesion["convergence_delta"]) < 0.05 * (lesion["f_input"] - lesion["f_baseline"])
-    # the healthy subject is called healthy, and so is its counterfactual
+    # the healthy subject: called healthy, nothing found, so x' = x and no attribution at all
     assert healthy["baseline"]["p_disease_input"][0] < 0.5
-    assert healthy["baseline"]["reached_healthy"] == [True]
+    assert healthy["baseline"]["mask_empty"] == [True]
+    assert healthy["f_baseline"] == healthy["f_input"]
     for sid in ("mni_sample0", "mni_sample1"):
         files = {p.name for p in (out / sid).iterdir()}
         assert {f"{sid}_image_attr.nii.gz", f"{sid}_image_panel.png"} <= files
