@@ -28,14 +28,14 @@ from torch import Tensor
 
 from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
 from medattr.baselines._registry import register
-from medattr.baselines.counterfactual.inpaint import (
+from medattr.baselines.counterfactual._masking import (
     ANOMALY_MODEL,
     ANOMALY_SETTINGS,
     DEFAULT_INPAINTER,
     INPAINT_FEATHER_MM,
     INPAINTER,
-    _as_inpainter,
     anomaly_model_path,
+    as_inpainter,
     calibrated_spacing,
     feather_mask,
     inpainter_path,
@@ -114,7 +114,7 @@ class VAEGuidedMaskedResidualBaseline(VAEGuidedBaseline):
         super().__init__(vae, disease_class, threshold, max_steps, lr, proximity, prior)
         if feather_mm < 0:
             raise InputError(f"feather_mm must be >= 0, got {feather_mm}")
-        self.inpainter = _as_inpainter(inpainter)
+        self.inpainter = as_inpainter(inpainter)
         self.masker = make_masker(
             self.inpainter, anomaly_model, anomaly_threshold, rounds, dilation_mm
         )
