@@ -149,6 +149,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r["gl_relative_errors"] = {str(n): e for n, e in sorted(c.gl.items())}
         r["gl_evaluations_spent"] = c.gl_evaluations
     totals = summarise(rows, n_common, args)
+    return _envelope(args, machine, rows, totals, t0)
+
+
+def _envelope(
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    rows: list[dict[str, Any]],
+    totals: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:
+    """A run's result: the machine (with its load at the end), settings, rows, totals, wall."""
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "quiet")}
     machine["load_end"] = load_average()
     return {
@@ -220,15 +231,7 @@ def compare_rules(
             r: sum(x["adaptive"][r]["converged"] for x in rows) for r in args.rules
         },
     }
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "quiet")}
-    machine["load_end"] = load_average()
-    return {
-        "machine": machine,
-        "settings": settings,
-        "rows": rows,
-        "totals": totals,
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-    }
+    return _envelope(args, machine, rows, totals, t0)
 
 
 def rules_table(result: dict[str, Any]) -> str:

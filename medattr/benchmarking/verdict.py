@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from medattr.benchmarking.aggregate import cell_lookup
 from medattr.benchmarking.config import COUNTERFACTUAL_BASELINES
 
 __all__ = ["local_lines", "overall", "verdict_lines"]
@@ -78,13 +79,9 @@ def _diagnostics(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         if not s:
             continue
 
-        def mean(key: str, s: dict[str, Any] = s) -> float:
-            c = s.get(key)
-            return float(c["mean"]) if c and c.get("n") else math.nan
-
-        healthy, p = mean("healthy"), mean("p_disease_baseline")
-        d_in, d_out = mean("distance_lesion"), mean("distance_outside")
-        t_in = mean("twin_error_lesion")
+        healthy, p = _mean(s, "healthy"), _mean(s, "p_disease_baseline")
+        d_in, d_out = _mean(s, "distance_lesion"), _mean(s, "distance_outside")
+        t_in = _mean(s, "twin_error_lesion")
         lesion_size = (
             float(oracle["distance_lesion"]["mean"]) if oracle.get("distance_lesion") else d_in
         )
@@ -121,7 +118,8 @@ def _diagnostics(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _mean(stats: dict[str, Any], key: str) -> float:
+def _mean(stats: dict[Any, Any], key: Any) -> float:
+    """The mean of the interval ``stats[key]``; NaN when it is missing or empty."""
     c = stats.get(key)
     return float(c["mean"]) if c and c.get("n") else math.nan
 
@@ -140,11 +138,10 @@ def local_lines(summary: dict[str, Any]) -> list[str]:
     by = {v["metric"]: v for v in local["verdicts"]}
     stats = (summary.get("baselines") or {}).get(name, {})
     healthy = (summary.get("healthy") or {}).get(name, {})
-    cells = {(c["method"], c["baseline"], c["metric"]): c for c in summary.get("cells", []) if c}
+    cells = cell_lookup(summary)
 
     def cell(b: str, k: str) -> float:
-        c = cells.get(("ig", b, k))
-        return float(c["mean"]) if c and c.get("n") else math.nan
+        return _mean(cells, ("ig", b, k))
 
     rows: list[tuple[str, bool | None]] = []
     m = by.get("mass")
