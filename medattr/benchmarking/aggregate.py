@@ -272,7 +272,7 @@ def _group_stats(
 
 
 def _merge(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {k: {**a.get(k, {}), **b.get(k, {})} for k in {*a, *b}}
+    return {k: {**a.get(k, {}), **b.get(k, {})} for k in dict.fromkeys([*a, *b])}
 
 
 def summarise(
@@ -307,12 +307,13 @@ def summarise(
     healthy = sorted(
         {r["study"] for r in rows if r.get("label") == 0 and (hids is None or r["study"] in hids)}
     )
-    present = sorted({k[0] for k in table}, key=lambda m: order_m.get(m, 99))
+    # ties (names outside the built-in order) by name: the same page from the same rows
+    present = sorted({k[0] for k in table}, key=lambda m: (order_m.get(m, 99), m))
     return {
         "studies": studies,
         "healthy_studies": healthy,
         "methods": present,
-        "baselines_present": sorted({k[1] for k in table}, key=lambda b: order_b.get(b, 99)),
+        "baselines_present": sorted({k[1] for k in table}, key=lambda b: (order_b.get(b, 99), b)),
         "cells": [
             {"method": m, "baseline": b, "metric": k, **c}
             for (m, b, k), c in sorted(

@@ -233,3 +233,16 @@ def test_the_local_counterfactual_is_measured_against_its_bar() -> None:
     assert "healthy studies with an empty mask (x′ = x): 50 % (bar: ≥ 90 %) → **misses**" in text
     assert "0.20 s per study" in text and "finds the lesion in 67 %" in text
     assert "`inpaint` wins (the rule for replacing the default)" in text
+
+
+def test_baselines_outside_the_built_in_order_are_listed_by_name() -> None:
+    """The same rows give the same page: ties in the report order are broken by name, whatever
+    the hash seed of the process."""
+    rows = [_row("a", "ig", b, mass=0.5) for b in ("zz-mine", "blur", "aa-mine")]
+    rows += [
+        {"kind": "baseline", "study": "h", "label": 0, "baseline": b, "distance_region": 0.0}
+        for b in ("zz-mine", "aa-mine")
+    ]
+    s = summarise(rows, n_boot=100)
+    assert s["baselines_present"] == ["blur", "aa-mine", "zz-mine"]
+    assert list(s["healthy"]) == ["zz-mine", "aa-mine"]  # first seen first, not set order
