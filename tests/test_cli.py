@@ -279,6 +279,25 @@ def _nothing_written(out: Path) -> bool:
     return not out.exists()
 
 
+@pytest.mark.parametrize("maps", ["missing", "not-maps"])
+def test_bad_anomaly_maps_exit_2_name_the_file_and_write_nothing(
+    maps: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medattr.synthetic.demo import demo_study_path
+
+    path = tmp_path / "maps.npz"
+    if maps == "not-maps":
+        path.write_text("not a zip archive")
+    out = tmp_path / "out"
+    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv += ["--baseline", "inpaint", "--anomaly-model", str(path), "--steps", "2"]
+    assert _run(*argv) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert ("not found" if maps == "missing" else "not a normative-maps file") in err
+    assert _nothing_written(out)
+
+
 def test_bad_inputs_exit_2_and_write_nothing(
     tiny_model: Path, study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
