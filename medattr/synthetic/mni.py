@@ -21,13 +21,20 @@ Healthy subject (``seed``), in this order, all seeded:
     3. MONAI ``RandAdjustContrast`` (gamma 0.7–1.5 on the min–max normalised image);
     4. clipping to ``[0, 1]``.
 
-Lesion (independent stream of the same seed)
-    An ellipsoid or lobulated blob (mean radius 8–20 mm, see :mod:`medattr.synthetic._lesion`)
-    centred where it fits inside the deformed brain mask, and cut to that mask. Its tissue is
-    replaced by ``m·(1 ± c)`` (clipped to ``[0.03, 1]``) plus a faint texture, where ``m`` is the
-    mean healthy intensity under the lesion and ``c`` is 0.25–0.6: ``hyper`` (+) or ``hypo`` (−)
-    intense relative to the tissue it replaces. The blend weight has a soft edge; the mask is
-    its support, so every voxel the lesion changed is in the mask and none outside it is.
+Lesions (independent stream of the same seed; generator version 2)
+    One to four lesions of one *category* (location ``deep`` / ``cortical`` /
+    ``infratentorial``, count ``single`` / ``multiple``, shape ``round`` / ``elongated`` /
+    ``irregular``, contrast ``low`` / ``medium`` / ``high``, polarity ``hyper`` / ``hypo``),
+    recorded under ``params["lesion"]["category"]``; see :mod:`medattr.synthetic._mni_lesions`
+    for the classes and their ranges. A lesion replaces the tissue under it by the tissue's mean
+    ``m`` plus or minus an absolute contrast (0.06–0.35 on the [0, 1] scale, raised where needed
+    so that every lesion is visible at the grid's resolution and the study's noise), clipped to
+    ``[0.03, 1]``, plus a faint texture. The blend weight has a soft edge; the mask is its
+    support, so every voxel a lesion changed is in the mask and none outside it is. Grey and
+    white matter probability (nilearn's ICBM 2009a tissue templates) and an approximate
+    infratentorial compartment (cerebellum and brainstem, below a tentorium drawn as planes in
+    MNI space) are resampled with the template and deformed with each subject, to place the
+    lesions; healthy subjects are unchanged from generator version 1.
 
 Noise
     Gaussian white noise (std 0.01–0.04) added after the lesion, the same realisation to the
@@ -46,15 +53,16 @@ import numpy as np
 from scipy import ndimage
 
 from medattr.errors import InputError
-from medattr.synthetic._fields import SinusoidField, stream_rng, stream_seed32, validate_seed
-from medattr.synthetic._lesion import sample_lesion_shape
+from medattr.synthetic._fields import stream_rng, stream_seed32, validate_seed
+from medattr.synthetic._mni_lesions import insert_brain_lesions
 from medattr.synthetic.study import Study, centred_affine, validate_grid, world_points
 from medattr.volume import Volume
 
-__all__ = ["MNI_LESION_RADIUS_MM", "make_mni_study", "mni_reference"]
+__all__ = ["MNI_GENERATOR_VERSION", "make_mni_study", "mni_reference"]
 
-MNI_LESION_RADIUS_MM = (8.0, 20.0)
-_CONTRAST = (0.25, 0.6)
+#: Version of the studies this module renders; bumped whenever a seed's study changes (2: the
+#: widened lesions of :mod:`medattr.synthetic._mni_lesions`; healthy subjects as in 1).
+MNI_GENERATOR_VERSION = 2
 _NOISE_STD = (0.01, 0.04)
 _ELASTIC_FACTOR = 4
 
@@ -75,6 +83,25 @@ class _Reference:
     template: np.ndarray  # (I, J, K) float32 in [0, 1], read-only
     brain: np.ndarray  # (I, J, K) bool, read-only
     affine: np.ndarray
+    # (3, I, J, K) float32, read-only: grey and white matter probability (nilearn's ICBM 2009a
+    # tissue templates) and the infratentorial indicator (see _infratentorial); resampled like
+    # the template, they travel with each subject's deformation to place lesions
+    compartments: np.ndarray
+
+
+#: The tentorium, approximated in MNI mm: below ``z = a - b·|x| + c·min(0, y + 60)`` and behind
+#: ``y = -34`` lies the cerebellum; the brainstem is ``|x| < 16``, ``-34 <= y < -10``,
+#: ``z < -8``. Checked by eye on sagittal and coronal slices of the template.
+_TENTORIUM = (-5.0, 0.5, 0.3)
+
+
+def _infratentorial(world: np.ndarray) -> np.ndarray:
+    """1.0 where ``(3, N)`` MNI points lie in the cerebellum or brainstem (approximately)."""
+    x, y, z = world
+    a, b, c = _TENTORIUM
+    cerebellum = (y < -34.0) & (z < a - b * np.abs(x) + c * np.minimum(0.0, y + 60.0))
+    stem = (np.abs(x) < 16.0) & (y >= -34.0) & (y < -10.0) & (z < -8.0)
+    return (cerebellum | stem).astype(np.float64)
 
 
 @functools.lru_cache(maxsize=4)
@@ -99,9 +126,18 @@ def _reference(shape: tuple[int, int, int], spacing: tuple[float, float, float])
     mask = ndimage.map_coordinates(src_mask.astype(np.float64), coords, order=1, mode="constant")
     tmpl = np.clip(tmpl / tmpl.max(), 0.0, 1.0).reshape(shape).astype(np.float32)
     brain = (mask >= 0.5).reshape(shape)
-    tmpl.flags.writeable = False
-    brain.flags.writeable = False
-    return _Reference(tmpl, brain, affine)
+    src_world = world_points(src.shape, src_aff)
+    maps = [
+        np.asarray(datasets.load_mni152_gm_template(resolution=2).get_fdata(), np.float64),
+        np.asarray(datasets.load_mni152_wm_template(resolution=2).get_fdata(), np.float64),
+        _infratentorial(src_world).reshape(src.shape),
+    ]
+    compartments = np.stack(
+        [ndimage.map_coordinates(m, coords, order=1, mode="constant").reshape(shape) for m in maps]
+    ).astype(np.float32)
+    for arr in (tmpl, brain, compartments):
+        arr.flags.writeable = False
+    return _Reference(tmpl, brain, affine, compartments)
 
 
 def mni_reference(
@@ -184,19 +220,22 @@ def make_mni_study(
         "lesion": None,
     }
     if augment:
-        clean, brain, params["augmentation"] = _augment(ref, seed)
+        clean, brain, compartments, params["augmentation"] = _augment(ref, seed, lesion)
     else:
         clean, brain = ref.template.astype(np.float64), ref.brain.copy()
+        compartments = ref.compartments
     healthy = clean
     weight = np.zeros_like(clean)
+    noise_rng = stream_rng(seed, "noise")
+    std = float(noise_rng.uniform(*_NOISE_STD))
     if lesion:
-        values, weight, params["lesion"] = _insert_lesion(clean, brain, aff, seed)
+        values, weight, params["lesion"] = insert_brain_lesions(
+            clean, brain, compartments, aff, seed, std
+        )
     else:
         values = healthy
     if noise:
-        rng = stream_rng(seed, "noise")
-        std = float(rng.uniform(*_NOISE_STD))
-        eps = rng.standard_normal(shp) * std
+        eps = noise_rng.standard_normal(shp) * std
         healthy = healthy + eps
         values = values + eps if lesion else healthy
         params["noise_std"] = round(std, 6)
@@ -257,7 +296,11 @@ def _elastic_displacement(
     }
 
 
-def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def _augment(
+    ref: _Reference, seed: int, compartments: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The subject's image, brain mask, compartment maps (deformed with it; empty unless
+    ``compartments``) and parameters."""
     import torch
     from monai.transforms import RandAdjustContrast, RandAffineGrid, RandBiasField, Resample
     from monai.transforms.utils import create_grid
@@ -280,7 +323,11 @@ def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[s
     bias.set_random_state(seed=(s + 1) % 2**32)
     gamma = RandAdjustContrast(prob=1.0, gamma=(0.7, 1.5))
     gamma.set_random_state(seed=(s + 2) % 2**32)
-    stacked = torch.from_numpy(np.stack([ref.template, ref.brain.astype(np.float32)]))
+    # each channel is resampled on its own: the compartments do not change the image
+    channels = [np.stack([ref.template, ref.brain.astype(np.float32)])]
+    if compartments:
+        channels.append(ref.compartments)
+    stacked = torch.from_numpy(np.concatenate(channels))
     with torch.no_grad():
         warp = affine_grid(grid=grid)
         warped = convert_to_numpy(
@@ -304,63 +351,8 @@ def _augment(ref: _Reference, seed: int) -> tuple[np.ndarray, np.ndarray, dict[s
         "bias_coefficients": _rounded(bias._coeff),
         "gamma": round(float(gamma.gamma_value), 6),
     }
-    return np.clip(img[0].astype(np.float64), 0.0, 1.0), brain, info
+    return np.clip(img[0].astype(np.float64), 0.0, 1.0), brain, warped[2:], info
 
 
 def _rounded(values: Any) -> list[float]:
     return [round(float(v), 6) for v in np.ravel(np.asarray(values if values is not None else []))]
-
-
-def _insert_lesion(
-    clean: np.ndarray, brain: np.ndarray, affine: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    rng = stream_rng(seed, "lesion")
-    shape = sample_lesion_shape(rng, MNI_LESION_RADIUS_MM)
-    polarity = "hyper" if rng.random() < 0.5 else "hypo"
-    contrast = float(rng.uniform(*_CONTRAST))
-    tex = SinusoidField.random(
-        rng, n_waves=8, wavelength_mm=(4.0, 12.0), std=float(rng.uniform(0.005, 0.02))
-    )
-    sp = np.linalg.norm(affine[:3, :3], axis=0)
-    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
-    while True:
-        ok = np.flatnonzero(depth.ravel() >= shape.extent_mm + float(sp.max()))
-        if ok.size or min(shape.ellipsoid.radii) * 0.85 < 3.0:
-            break
-        shape = shape.scaled(0.85)
-    if ok.size == 0:
-        ok = np.flatnonzero(depth.ravel() == depth.max())
-    pick = np.array(np.unravel_index(int(ok[int(rng.integers(ok.size))]), brain.shape), float)
-    pick += rng.uniform(-0.5, 0.5, size=3)  # anywhere within the chosen voxel
-    center = affine[:3, :3] @ pick + affine[:3, 3]
-    shape = shape.with_center(center)
-    # evaluate only in the lesion's bounding box
-    half = np.ceil(shape.extent_mm / sp).astype(int) + 1
-    vc = np.round(pick).astype(int)
-    lo = np.maximum(vc - half, 0)
-    hi = np.minimum(vc + half + 1, brain.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    sub_shape = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
-    sub_aff = affine.copy()
-    sub_aff[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
-    pts = world_points(sub_shape, sub_aff)
-    w = shape.weight(pts).reshape(sub_shape) * brain[box]
-    weight = np.zeros_like(clean)
-    weight[box] = w
-    values = clean.copy()
-    support = w > 0
-    params: dict[str, Any] = {
-        "polarity": polarity,
-        "contrast": round(contrast, 6),
-        **shape.to_params(),
-    }
-    if support.any():
-        local = clean[box]
-        m = float(local[support].mean())
-        level = float(
-            np.clip(m * (1.0 + contrast if polarity == "hyper" else 1.0 - contrast), 0.03, 1.0)
-        )
-        target = level + tex(pts).reshape(sub_shape)
-        values[box] = local + w * (target - local)
-        params.update(tissue_mean=round(m, 6), lesion_level=round(level, 6))
-    return values, weight, params

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 
 from medattr.models import IntensitySpec, ModelSpec, export_torchscript
+from medattr.training._crops import crop_epoch, lesion_voxels
 from medattr.training.data import render_split, to_model_units
 
 __all__ = [
     "ClassifierTrainingConfig",
     "build_classifier",
     "evaluate_classifier",
+    "predict_probabilities",
     "train_classifier",
 ]
 
@@ -35,11 +37,14 @@ log = logging.getLogger("medattr.training")
 class ClassifierTrainingConfig:
     """Everything that determines a trained classifier (JSON-able).
 
-    Seeds of the three splits are disjoint ranges starting at ``seed_base``; half of each split
-    has a lesion (alternating). With ``paired`` (the default) training uses the lesion studies
-    of the train split each together with its exact healthy twin, both in the same batch:
-    without the twins, the networks tried here memorised their training subjects and stayed
-    at chance on new ones (``docs/models.md``).
+    Seeds of the three splits are disjoint ranges starting at ``seed_base``; half of the
+    validation and test studies have a lesion (alternating), and a fraction
+    ``train_lesion_fraction`` of the training studies (0.5: alternating; 1.0: all). With
+    ``paired`` (the default) training uses the lesion studies of the train split each together
+    with its exact healthy twin, both in the same batch: without the twins, the networks tried
+    here memorised their training subjects and stayed at chance on new ones
+    (``docs/models.md``). So ``paired`` with ``train_lesion_fraction=1.0`` trains on
+    ``n_train`` subjects, each seen with and without its lesion.
 
     ``jitter`` is the training augmentation, a random intensity scale (``intensity_jitter``, 1
     sd): ``"independent"`` per study, ``"pair"`` one scale shared by a lesion study and its
@@ -71,6 +76,11 @@ class ClassifierTrainingConfig:
     torch_seed: int = 0
     workers: int = 2
     render_options: dict[str, Any] = field(default_factory=dict)
+    train_lesion_fraction: float = 0.5
+    crop_epochs: int = 0
+    crop_size: int = 32
+    crop_shift: int = 4
+    crop_pairs: int = 8
 
     def __post_init__(self) -> None:
         # JSON (bundle configs) gives lists; the stored form is tuples
@@ -84,6 +94,31 @@ class ClassifierTrainingConfig:
             raise ValueError(
                 f"lr_schedule must be 'onecycle' or 'constant', not {self.lr_schedule!r}"
             )
+        if not 0.0 < float(self.train_lesion_fraction) <= 1.0:
+            raise ValueError(
+                f"train_lesion_fraction must be in (0, 1], not {self.train_lesion_fraction!r}"
+            )
+        if self.crop_epochs < 0 or (self.crop_epochs and not self.paired):
+            raise ValueError(
+                f"crop_epochs must be >= 0 and needs paired=True, got {self.crop_epochs!r} "
+                f"with paired={self.paired!r}"
+            )
+        if self.crop_epochs and not 0 < self.crop_size <= min(self.spatial_size):
+            raise ValueError(
+                f"crop_size must be in [1, {min(self.spatial_size)}], got {self.crop_size!r}"
+            )
+
+    def split_labels(self) -> dict[str, list[bool]]:
+        """Which study of each split (in :meth:`split_seeds` order) has a lesion."""
+        seeds = self.split_seeds()
+        f = float(self.train_lesion_fraction)
+        # floor((i + 1) f) > floor(i f): f = 0.5 gives every second study (i odd), f = 1 all
+        train = [int((i + 1) * f) > int(i * f) for i in range(len(seeds["train"]))]
+        return {
+            "train": train,
+            "val": [i % 2 == 1 for i in range(len(seeds["val"]))],
+            "test": [i % 2 == 1 for i in range(len(seeds["test"]))],
+        }
 
     def split_seeds(self) -> dict[str, list[int]]:
         a = self.seed_base
@@ -142,16 +177,23 @@ def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_scores(s, y)[0])
 
 
-def evaluate_classifier(
-    net: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, batch_size: int = 32
-) -> dict[str, float]:
-    """AUC and accuracy (threshold 0.5 on softmax) of ``net`` on model-space ``images``."""
+def predict_probabilities(
+    net: torch.nn.Module, images: torch.Tensor, batch_size: int = 32
+) -> np.ndarray:
+    """Lesion probability (softmax of class 1) of ``net`` on model-space ``images``."""
     net.eval()
     probs = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             probs.append(torch.softmax(net(images[i : i + batch_size]), 1)[:, 1])
-    p = torch.cat(probs).numpy()
+    return torch.cat(probs).numpy()
+
+
+def evaluate_classifier(
+    net: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, batch_size: int = 32
+) -> dict[str, float]:
+    """AUC and accuracy (threshold 0.5 on softmax) of ``net`` on model-space ``images``."""
+    p = predict_probabilities(net, images, batch_size)
     return {
         "auc": _roc_auc(p, labels),
         "accuracy": float(((p > 0.5) == (labels == 1)).mean()),
@@ -169,6 +211,32 @@ def _jitter(cfg: ClassifierTrainingConfig, n: int, g: torch.Generator) -> torch.
     return 1 + cfg.intensity_jitter * torch.randn(n, 1, 1, 1, 1, generator=g)
 
 
+def _operating_points(
+    net: torch.nn.Module,
+    x: dict[str, torch.Tensor],
+    y: dict[str, np.ndarray],
+    categories: dict[str, dict[str, np.ndarray]],
+) -> dict[str, Any]:
+    """Test sensitivity and specificity at 0.5 and at the validation's Youden threshold, overall
+    and per lesion category (where the generator records categories)."""
+    from medattr.training.evaluation import (
+        category_sensitivity,
+        operating_point_metrics,
+        youden_threshold,
+    )
+
+    p_val = predict_probabilities(net, x["val"])
+    p_test = predict_probabilities(net, x["test"])
+    threshold = youden_threshold(p_val, y["val"])
+    out: dict[str, Any] = {"val_threshold": threshold, "test_operating_points": {}}
+    for name, t in (("p0.5", 0.5), ("val_youden", threshold)):
+        row = operating_point_metrics(p_test, y["test"], t)
+        if categories["test"]:
+            row["by_category"] = category_sensitivity(p_test, y["test"], categories["test"], t)
+        out["test_operating_points"][name] = row
+    return out
+
+
 def train_classifier(
     cfg: ClassifierTrainingConfig,
     out: str | Path,
@@ -183,33 +251,48 @@ def train_classifier(
     counterfactual baselines use with this classifier by default."""
     t0 = time.perf_counter()
     seeds = cfg.split_seeds()
+    labels = cfg.split_labels()
     opts = {"shape": cfg.spatial_size, "spacing": cfg.pixdim, **cfg.render_options}
-    data = {
-        k: render_split(
+    x: dict[str, torch.Tensor] = {}
+    y: dict[str, np.ndarray] = {}
+    categories: dict[str, dict[str, np.ndarray]] = {}
+    for k, v in seeds.items():
+        keep = ("image", "healthy") if k == "train" and cfg.paired else ("image",)
+        data = render_split(
             cfg.kind,
             v,
-            [i % 2 == 1 for i in range(len(v))],
+            labels[k],
             workers=cfg.workers,
             options=opts,
             cache_dir=cache_dir,
+            arrays=keep,
         )
-        for k, v in seeds.items()
-    }
+        y[k] = data["label"]
+        categories[k] = {
+            name.removeprefix("category_"): arr
+            for name, arr in data.items()
+            if name.startswith("category_")
+        }
+        if k == "train" and cfg.paired:
+            # each lesion study with its exact healthy twin: the pair differs only in the
+            # lesion, so remembering a subject's anatomy cannot separate them (validation and
+            # test stay independent, unpaired studies)
+            les = np.flatnonzero(y[k] == 1)
+            n = len(les)
+            x[k] = torch.empty((2 * n, 1, *data["image"].shape[1:]), dtype=torch.float32)
+            for name, rows in (("image", slice(0, n)), ("healthy", slice(n, 2 * n))):
+                arr = data.pop(name)
+                to_model_units(arr if n == len(arr) else arr[les], cfg.intensity, out=x[k][rows])
+                del arr
+            y[k] = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
+        else:
+            x[k] = to_model_units(data["image"], cfg.intensity)
+        del data
     log.info(
         "rendered %s studies in %.0f s",
         sum(len(v) for v in seeds.values()),
         time.perf_counter() - t0,
     )
-    x = {k: to_model_units(v["image"], cfg.intensity) for k, v in data.items()}
-    y = {k: v["label"] for k, v in data.items()}
-    if cfg.paired:
-        # each lesion study with its exact healthy twin: the pair differs only in the lesion, so
-        # remembering a subject's anatomy cannot separate them (validation and test stay
-        # independent, unpaired studies)
-        les = y["train"] == 1
-        twins = to_model_units(data["train"]["healthy"][les], cfg.intensity)
-        x["train"] = torch.cat([x["train"][les], twins])
-        y["train"] = np.concatenate([np.ones(les.sum(), np.int64), np.zeros(les.sum(), np.int64)])
 
     torch.manual_seed(cfg.torch_seed)
     dev = torch.device(device)
@@ -228,11 +311,34 @@ def train_classifier(
     yt = torch.from_numpy(y["train"])
     best: dict[str, Any] = {"auc": -1.0}
     history = []
-    for epoch in range(cfg.epochs):
+    voxels = lesion_voxels(x["train"][:units], x["train"][units:]) if cfg.crop_epochs else []
+
+    def crop_step(batch: torch.Tensor, labels: torch.Tensor) -> float:
+        batch = batch.to(dev).contiguous(memory_format=torch.channels_last_3d)
+        loss = torch.nn.functional.cross_entropy(net(batch), labels.to(dev))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.item())
+
+    for epoch in range(cfg.crop_epochs + cfg.epochs):
         t_epoch = time.perf_counter()
         net.train()
-        perm = torch.randperm(units, generator=g)
-        losses = []
+        phase = "crop" if epoch < cfg.crop_epochs else "full"
+        losses: list[float] = []
+        if phase == "crop":  # lesion-centred crops first (medattr.training._crops)
+            losses = crop_epoch(
+                crop_step,
+                x["train"],
+                units,
+                voxels,
+                size=cfg.crop_size,
+                shift=cfg.crop_shift,
+                pairs_per_step=cfg.crop_pairs,
+                scale=lambda n: _jitter(cfg, 2 * n, g)[:n],
+                generator=g,
+            )
+        perm = torch.randperm(units, generator=g) if phase == "full" else torch.empty(0)
         for i in range(0, len(perm), step):
             idx = perm[i : i + step]
             if cfg.paired:  # lesion studies come first, their twins after them
@@ -252,17 +358,21 @@ def train_classifier(
                 "epoch": epoch + 1,
                 "loss": float(np.mean(losses)),
                 **{f"val_{k}": v for k, v in val.items()},
+                **({"phase": phase} if cfg.crop_epochs else {}),
             }
         )
         log.info(
-            "epoch %d loss %.4f val auc %.4f acc %.3f (%.0f s)",
+            "epoch %d (%s) loss %.4f val auc %.4f acc %.3f (%.0f s)",
             epoch + 1,
+            phase,
             np.mean(losses),
             val["auc"],
             val["accuracy"],
             time.perf_counter() - t_epoch,
         )
-        if val["auc"] > best["auc"]:
+        # the crop phase is a start: the shipped weights come from whole-volume epochs, which
+        # set the calibration (a crop's mean evidence is not a whole brain's)
+        if phase == "full" and val["auc"] > best["auc"]:
             best = {
                 "auc": val["auc"],
                 "epoch": epoch + 1,
@@ -277,6 +387,7 @@ def train_classifier(
         "test_auc": test["auc"],
         "test_accuracy": test["accuracy"],
         "n_test": test["n"],
+        **_operating_points(net, x, y, categories),
         "history": history,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "device": str(dev),

@@ -125,8 +125,104 @@ def test_lesions_vary_in_polarity_shape_and_size():
         shapes.add(les["shape"])
         sizes.append(les["volume_mm3"])
     assert seen == {"hyper", "hypo"}
-    assert shapes == {"ellipsoid", "lobulated"}
+    assert shapes == {"round", "elongated", "irregular"}
     assert max(sizes) > 3 * min(sizes)
+
+
+@pytest.fixture(scope="module")
+def lesion_studies():
+    """40 lesion studies without noise (the lesion does not depend on the noise)."""
+    return [make_mni_study(seed, lesion=True, noise=False) for seed in range(40)]
+
+
+def test_every_category_value_occurs_and_is_recorded(lesion_studies):
+    from medattr.synthetic._mni_lesions import (
+        CONTRAST_CLASSES,
+        COUNTS,
+        LOCATIONS,
+        POLARITIES,
+        SHAPE_CLASSES,
+    )
+
+    wanted = {
+        "location": set(LOCATIONS),
+        "count": set(COUNTS),
+        "shape": set(SHAPE_CLASSES),
+        "contrast": set(CONTRAST_CLASSES),
+        "polarity": set(POLARITIES),
+    }
+    seen: dict[str, set[str]] = {k: set() for k in wanted}
+    for s in lesion_studies:
+        les = s.params["lesion"]
+        cat = les["category"]
+        assert set(cat) == set(wanted)
+        for k, v in cat.items():
+            seen[k].add(v)
+        assert (cat["count"] == "single") == (les["n_lesions"] == 1) == (len(les["lesions"]) == 1)
+        assert 1 <= les["n_lesions"] <= 4
+    assert seen == wanted
+
+
+def test_contrast_is_realised_visible_and_classed(lesion_studies):
+    from medattr.synthetic._mni_lesions import CONTRAST_CLASSES, contrast_class
+
+    for s in lesion_studies:
+        les = s.params["lesion"]
+        deltas = []
+        for one in les["lesions"]:
+            delta = abs(one["lesion_level"] - one["tissue_mean"])
+            assert delta == pytest.approx(one["contrast"], abs=2e-6)
+            assert delta >= one["visibility_floor"] - 2e-6 >= 0.06 - 2e-6  # visible at 3 mm
+            assert delta <= CONTRAST_CLASSES["high"][1] + 1e-6
+            deltas.append(delta)
+        assert les["category"]["contrast"] == contrast_class(max(deltas))
+        # the lesion moves the image by about its contrast where it is at full weight
+        diff = np.abs(s.difference[0])
+        assert diff.max() > 0.5 * min(deltas)
+
+
+def test_lesions_lie_where_their_location_class_says(lesion_studies):
+    from medattr.synthetic.mni import _infratentorial
+
+    for s in lesion_studies:
+        les = s.params["lesion"]
+        where = les["category"]["location"]
+        centres = np.array([one["center_mm"] for one in les["lesions"]]).T
+        # the template's compartments, in the subject's (mildly deformed) frame
+        infra = _infratentorial(centres).astype(bool)
+        mask = s.mask.array[0] > 0
+        brain = s.region.array[0] > 0
+        assert not np.any(mask & ~brain)
+        depths = [one["depth_mm"] for one in les["lesions"]]
+        if where == "infratentorial":
+            assert infra.mean() >= 0.5, (s.params["seed"], centres)
+        else:
+            assert not infra.any(), (s.params["seed"], centres)
+        if where == "deep":
+            extent = [max(one["radii_mm"]) * (1 + one["lobe_amplitude"]) for one in les["lesions"]]
+            assert all(d >= e for d, e in zip(depths, extent, strict=True))
+        if where == "cortical":
+            assert all(d <= 20.0 + 1e-6 for d in depths)
+
+
+def test_multiple_lesions_do_not_overlap(lesion_studies):
+    for s in lesion_studies:
+        les = s.params["lesion"]
+        c = np.array([one["center_mm"] for one in les["lesions"]])
+        ext = np.array(
+            [max(one["radii_mm"]) * (1 + one["lobe_amplitude"]) for one in les["lesions"]]
+        )
+        for a in range(len(c)):
+            for b in range(a + 1, len(c)):
+                assert np.linalg.norm(c[a] - c[b]) >= ext[a] + ext[b]
+
+
+def test_lesion_does_not_depend_on_whether_noise_is_added():
+    quiet = make_mni_study(4, lesion=True, noise=False)
+    noisy = make_mni_study(4, lesion=True)
+    np.testing.assert_array_equal(quiet.mask.array, noisy.mask.array)
+    np.testing.assert_allclose(quiet.difference, noisy.difference, atol=1e-6)
+    assert quiet.params["lesion"] == noisy.params["lesion"]
 
 
 def test_other_grids_are_supported():
