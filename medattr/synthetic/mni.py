@@ -21,7 +21,15 @@ Healthy subject (``seed``), in this order, all seeded:
     3. MONAI ``RandAdjustContrast`` (gamma 0.7–1.5 on the min–max normalised image);
     4. clipping to ``[0, 1]``.
 
-Lesions (independent stream of the same seed; generator version 2)
+Lesion, ``lesions="classic"`` (independent stream of the same seed; generator version 1)
+    An ellipsoid or lobulated blob (mean radius 8–20 mm, see :mod:`medattr.synthetic._lesion`)
+    centred where it fits inside the deformed brain mask, and cut to that mask. Its tissue is
+    replaced by ``m·(1 ± c)`` (clipped to ``[0.03, 1]``) plus a faint texture, where ``m`` is the
+    mean healthy intensity under the lesion and ``c`` is 0.25–0.6: ``hyper`` (+) or ``hypo`` (−)
+    intense relative to the tissue it replaces. The blend weight has a soft edge; the mask is
+    its support, so every voxel the lesion changed is in the mask and none outside it is.
+
+Lesions, ``lesions="widened"`` (the same stream; generator version 2)
     One to four lesions of one *category* (location ``deep`` / ``cortical`` /
     ``infratentorial``, count ``single`` / ``multiple``, shape ``round`` / ``elongated`` /
     ``irregular``, contrast ``low`` / ``medium`` / ``high``, polarity ``hyper`` / ``hypo``),
@@ -34,7 +42,7 @@ Lesions (independent stream of the same seed; generator version 2)
     white matter probability (nilearn's ICBM 2009a tissue templates) and an approximate
     infratentorial compartment (cerebellum and brainstem, below a tentorium drawn as planes in
     MNI space) are resampled with the template and deformed with each subject, to place the
-    lesions; healthy subjects are unchanged from generator version 1.
+    lesions.
 
 Noise
     Gaussian white noise (std 0.01–0.04) added after the lesion, the same realisation to the
@@ -53,15 +61,28 @@ import numpy as np
 from scipy import ndimage
 
 from medattr.errors import InputError
-from medattr.synthetic._fields import stream_rng, stream_seed32, validate_seed
+from medattr.synthetic._fields import SinusoidField, stream_rng, stream_seed32, validate_seed
+from medattr.synthetic._lesion import sample_lesion_shape
 from medattr.synthetic._mni_lesions import insert_brain_lesions
 from medattr.synthetic.study import Study, centred_affine, validate_grid, world_points
 from medattr.volume import Volume
 
-__all__ = ["MNI_GENERATOR_VERSION", "make_mni_study", "mni_reference"]
+__all__ = [
+    "LESION_KINDS",
+    "MNI_GENERATOR_VERSION",
+    "MNI_LESION_RADIUS_MM",
+    "make_mni_study",
+    "mni_reference",
+]
+
+MNI_LESION_RADIUS_MM = (8.0, 20.0)
+_CONTRAST = (0.25, 0.6)
+#: ``lesions=`` of :func:`make_mni_study`: one lesion as in generator version 1, or the
+#: widened lesions of :mod:`medattr.synthetic._mni_lesions`.
+LESION_KINDS = ("classic", "widened")
 
 #: Version of the studies this module renders; bumped whenever a seed's study changes (2: the
-#: widened lesions of :mod:`medattr.synthetic._mni_lesions`; healthy subjects as in 1).
+#: ``lesions="widened"`` option; healthy and ``"classic"`` studies as in 1).
 MNI_GENERATOR_VERSION = 2
 _NOISE_STD = (0.01, 0.04)
 _ELASTIC_FACTOR = 4
@@ -167,6 +188,7 @@ def make_mni_study(
     spacing: float | Sequence[float] = 3.0,
     augment: bool = True,
     noise: bool = True,
+    lesions: str = "classic",
 ) -> Study:
     """A seeded "subject" made from the MNI152 template, with or without its lesion.
 
@@ -185,6 +207,12 @@ def make_mni_study(
         Apply the spatial and intensity augmentation (off: the template itself is the subject).
     noise
         Add Gaussian noise (the same realisation to the image and its twin).
+    lesions
+        ``"classic"``: one lesion of 8–20 mm placed deep in the brain, 25–60 % brighter or
+        darker than its tissue (generator version 1; the benchmark's and the demo's studies);
+        ``"widened"``: the lesions of :mod:`medattr.synthetic._mni_lesions` (anywhere in the
+        brain, one to four, three shape and three contrast classes, with a recorded category;
+        what ``builtin:mni`` is trained and tested on). Healthy studies do not depend on it.
 
     Returns
     -------
@@ -205,6 +233,9 @@ def make_mni_study(
     seed = validate_seed(seed)
     if not isinstance(lesion, bool | np.bool_):
         raise InputError(f"lesion must be True or False, got {lesion!r}")
+    if lesions not in LESION_KINDS:
+        raise InputError(f"lesions must be one of {LESION_KINDS}, got {lesions!r}")
+    widened = bool(lesion) and lesions == "widened"
     shp, sp = _grid_key(shape, spacing)
     ref = _reference(shp, sp)
     aff = ref.affine
@@ -220,7 +251,7 @@ def make_mni_study(
         "lesion": None,
     }
     if augment:
-        clean, brain, compartments, params["augmentation"] = _augment(ref, seed, lesion)
+        clean, brain, compartments, params["augmentation"] = _augment(ref, seed, widened)
     else:
         clean, brain = ref.template.astype(np.float64), ref.brain.copy()
         compartments = ref.compartments
@@ -228,10 +259,12 @@ def make_mni_study(
     weight = np.zeros_like(clean)
     noise_rng = stream_rng(seed, "noise")
     std = float(noise_rng.uniform(*_NOISE_STD))
-    if lesion:
+    if widened:
         values, weight, params["lesion"] = insert_brain_lesions(
             clean, brain, compartments, aff, seed, std
         )
+    elif lesion:
+        values, weight, params["lesion"] = _insert_lesion(clean, brain, aff, seed)
     else:
         values = healthy
     if noise:
@@ -356,3 +389,58 @@ def _augment(
 
 def _rounded(values: Any) -> list[float]:
     return [round(float(v), 6) for v in np.ravel(np.asarray(values if values is not None else []))]
+
+
+def _insert_lesion(
+    clean: np.ndarray, brain: np.ndarray, affine: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    rng = stream_rng(seed, "lesion")
+    shape = sample_lesion_shape(rng, MNI_LESION_RADIUS_MM)
+    polarity = "hyper" if rng.random() < 0.5 else "hypo"
+    contrast = float(rng.uniform(*_CONTRAST))
+    tex = SinusoidField.random(
+        rng, n_waves=8, wavelength_mm=(4.0, 12.0), std=float(rng.uniform(0.005, 0.02))
+    )
+    sp = np.linalg.norm(affine[:3, :3], axis=0)
+    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+    while True:
+        ok = np.flatnonzero(depth.ravel() >= shape.extent_mm + float(sp.max()))
+        if ok.size or min(shape.ellipsoid.radii) * 0.85 < 3.0:
+            break
+        shape = shape.scaled(0.85)
+    if ok.size == 0:
+        ok = np.flatnonzero(depth.ravel() == depth.max())
+    pick = np.array(np.unravel_index(int(ok[int(rng.integers(ok.size))]), brain.shape), float)
+    pick += rng.uniform(-0.5, 0.5, size=3)  # anywhere within the chosen voxel
+    center = affine[:3, :3] @ pick + affine[:3, 3]
+    shape = shape.with_center(center)
+    # evaluate only in the lesion's bounding box
+    half = np.ceil(shape.extent_mm / sp).astype(int) + 1
+    vc = np.round(pick).astype(int)
+    lo = np.maximum(vc - half, 0)
+    hi = np.minimum(vc + half + 1, brain.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    sub_shape = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+    sub_aff = affine.copy()
+    sub_aff[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
+    pts = world_points(sub_shape, sub_aff)
+    w = shape.weight(pts).reshape(sub_shape) * brain[box]
+    weight = np.zeros_like(clean)
+    weight[box] = w
+    values = clean.copy()
+    support = w > 0
+    params: dict[str, Any] = {
+        "polarity": polarity,
+        "contrast": round(contrast, 6),
+        **shape.to_params(),
+    }
+    if support.any():
+        local = clean[box]
+        m = float(local[support].mean())
+        level = float(
+            np.clip(m * (1.0 + contrast if polarity == "hyper" else 1.0 - contrast), 0.03, 1.0)
+        )
+        target = level + tex(pts).reshape(sub_shape)
+        values[box] = local + w * (target - local)
+        params.update(tissue_mean=round(m, 6), lesion_level=round(level, 6))
+    return values, weight, params

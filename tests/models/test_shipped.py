@@ -30,14 +30,21 @@ def _training_config(name: str) -> ClassifierTrainingConfig:
     )
 
 
-def _study(cfg: ClassifierTrainingConfig, seed: int, lesion: bool) -> Any:
+def _study(cfg: ClassifierTrainingConfig, seed: int, lesion: bool, **options: Any) -> Any:
+    """A study of the classifier's generator, with its training render options (``options``
+    override them)."""
+    options = {**cfg.render_options, **options}
     if cfg.kind == "phantom":
         from medattr.synthetic.phantoms import make_phantom
 
-        return make_phantom(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
+        return make_phantom(
+            seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim, **options
+        )
     from medattr.synthetic.mni import make_mni_study
 
-    return make_mni_study(seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim)
+    return make_mni_study(
+        seed, lesion=lesion, shape=cfg.spatial_size, spacing=cfg.pixdim, **options
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
@@ -106,15 +113,16 @@ def test_the_phantom_training_config_in_the_repo_is_the_one_the_weights_record()
 
 
 def _brain_lesion_cases(n: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(input, healthy twin, lesion mask) on the classifier's grid, lesion studies of its test
-    split that the shipped classifier calls diseased."""
+    """(input, healthy twin, lesion mask) on the classifier's grid: classic lesions (the ones the
+    VAE was measured on, and the benchmark's) on subjects of the classifier's test split, where
+    the shipped classifier calls them diseased."""
     model = load_model("builtin:mni")
     cfg = _training_config("mni")
     pre = Preprocessor(model.spec)
     mask_pre = Preprocessor(model.spec, interpolation="nearest")
     cases = []
     for seed in cfg.split_seeds()["test"][1::2]:
-        s = _study(cfg, seed, True)
+        s = _study(cfg, seed, True, lesions="classic")
         x = pre(s.image).image
         with torch.no_grad():
             if float(torch.softmax(model.module(x), 1)[0, 1]) <= 0.5:

@@ -125,14 +125,30 @@ def test_lesions_vary_in_polarity_shape_and_size():
         shapes.add(les["shape"])
         sizes.append(les["volume_mm3"])
     assert seen == {"hyper", "hypo"}
-    assert shapes == {"round", "elongated", "irregular"}
+    assert shapes == {"ellipsoid", "lobulated"}
     assert max(sizes) > 3 * min(sizes)
 
 
 @pytest.fixture(scope="module")
 def lesion_studies():
-    """40 lesion studies without noise (the lesion does not depend on the noise)."""
-    return [make_mni_study(seed, lesion=True, noise=False) for seed in range(40)]
+    """40 widened lesion studies without noise (the lesion does not depend on the noise)."""
+    return [make_mni_study(seed, lesion=True, noise=False, lesions="widened") for seed in range(40)]
+
+
+def test_widened_lesions_keep_the_healthy_twin_and_classic_studies_stay_version_1():
+    healthy = make_mni_study(7, lesion=False)
+    widened = make_mni_study(7, lesion=True, lesions="widened")
+    classic = make_mni_study(7, lesion=True)
+    np.testing.assert_array_equal(widened.healthy.array, healthy.image.array)
+    np.testing.assert_array_equal(classic.healthy.array, healthy.image.array)
+    assert "category" in widened.params["lesion"] and "category" not in classic.params["lesion"]
+    assert classic.params["lesion"]["shape"] in ("ellipsoid", "lobulated")
+    assert not np.array_equal(widened.mask.array, classic.mask.array)
+
+
+def test_unknown_lesion_kind_is_refused():
+    with pytest.raises(InputError, match="lesions must be one of"):
+        make_mni_study(0, lesion=True, lesions="brats")
 
 
 def test_every_category_value_occurs_and_is_recorded(lesion_studies):
@@ -218,8 +234,8 @@ def test_multiple_lesions_do_not_overlap(lesion_studies):
 
 
 def test_lesion_does_not_depend_on_whether_noise_is_added():
-    quiet = make_mni_study(4, lesion=True, noise=False)
-    noisy = make_mni_study(4, lesion=True)
+    quiet = make_mni_study(4, lesion=True, noise=False, lesions="widened")
+    noisy = make_mni_study(4, lesion=True, lesions="widened")
     np.testing.assert_array_equal(quiet.mask.array, noisy.mask.array)
     np.testing.assert_allclose(quiet.difference, noisy.difference, atol=1e-6)
     assert quiet.params["lesion"] == noisy.params["lesion"]

@@ -48,14 +48,33 @@ def test_render_split_keeps_the_arrays_asked_for_and_caches(tmp_path: Path) -> N
 
 def test_mni_render_records_each_lesion_category(tmp_path: Path) -> None:
     pytest.importorskip("nilearn")
+    wide = {"lesions": "widened"}
     out = render_split(
-        "mni", [0, 1, 2], [True, False, True], workers=1, cache_dir=tmp_path, arrays=("image",)
+        "mni",
+        [0, 1, 2],
+        [True, False, True],
+        workers=1,
+        cache_dir=tmp_path,
+        arrays=("image",),
+        options=wide,
     )
     fields = {k.removeprefix("category_") for k in out if k.startswith("category_")}
     assert fields == {"location", "count", "shape", "contrast", "polarity"}
     assert out["category_location"][1] == ""  # no lesion, no category
     assert out["category_location"][0] in ("deep", "cortical", "infratentorial")
     cached = render_split(
-        "mni", [0, 1, 2], [True, False, True], workers=1, cache_dir=tmp_path, arrays=("image",)
+        "mni",
+        [0, 1, 2],
+        [True, False, True],
+        workers=1,
+        cache_dir=tmp_path,
+        arrays=("image",),
+        options=wide,
     )
     np.testing.assert_array_equal(cached["category_shape"], out["category_shape"])
+    # the classic studies record no category, and are cached apart from the widened ones
+    classic = render_split(
+        "mni", [0, 1, 2], [True, False, True], workers=1, cache_dir=tmp_path, arrays=("image",)
+    )
+    assert not any(k.startswith("category_") for k in classic)
+    assert not np.array_equal(classic["image"][0], out["image"][0])
