@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ __all__ = ["LesionDetector3D"]
 
 
 class LesionDetector3D(torch.nn.Module):
-    """A fully convolutional lesion classifier: an evidence map, averaged over space.
+    """A fully convolutional lesion classifier: an evidence map, pooled over space.
 
     Strided convolution blocks (MONAI ``Convolution`` units: conv, batch norm, leaky ReLU) and a
     1x1x1 convolution compute a map of lesion evidence per location (:meth:`evidence`); the
@@ -24,7 +25,10 @@ class LesionDetector3D(torch.nn.Module):
     generated studies on CPU budgets (measured; see ``docs/models.md``): a global *maximum*
     (its gradient reaches one cell per study, so the network memorises the training set while
     validation AUC stays at chance, also on a toy task a mean-pooled network solves in 50 steps),
-    and the same without normalisation (training stalled).
+    and the same without normalisation (training stalled). ``pool="lse"`` sits between the two:
+    the log of the mean of ``exp(evidence)``, which starts as the mean while the evidence is
+    flat and moves towards the maximum as it sharpens, so one small lesion can carry the study
+    while every location still receives gradient.
 
     Parameters
     ----------
@@ -41,6 +45,8 @@ class LesionDetector3D(torch.nn.Module):
         norms (instance, group) would make the network invariant to the input's scale, which
         puts the whole Integrated Gradients attribution from a zero baseline at the singular
         start of the path; avoid them here.
+    pool
+        ``"mean"`` (the study's log-odds is the evidence map's mean) or ``"lse"`` (log-mean-exp).
 
     Examples
     --------
@@ -56,9 +62,14 @@ class LesionDetector3D(torch.nn.Module):
         strides: Sequence[int] = (2, 2, 1),
         norm: str | None = "batch",
         act: str | tuple[str, dict[str, Any]] = ("leakyrelu", {"negative_slope": 0.1}),
+        pool: str = "mean",
     ) -> None:
         super().__init__()
         from monai.networks.blocks import Convolution
+
+        if pool not in ("mean", "lse"):
+            raise ValueError(f"pool must be 'mean' or 'lse', got {pool!r}")
+        self.pool = pool
 
         if len(channels) != len(strides) or not channels:
             raise ValueError("channels and strides must be non-empty and of equal length")
@@ -79,10 +90,14 @@ class LesionDetector3D(torch.nn.Module):
                     torch.nn.init.zeros_(m.bias)
 
     def evidence(self, x: Tensor) -> Tensor:
-        """Lesion evidence per location, ``(N, 1, *spatial / prod(strides))``; its spatial mean is
-        the study's lesion log-odds."""
+        """Lesion evidence per location, ``(N, 1, *spatial / prod(strides))``; pooled over space
+        (``pool``) it is the study's lesion log-odds."""
         return self.head(self.features(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.evidence(x).flatten(1).mean(dim=1, keepdim=True)
+        e = self.evidence(x).flatten(1)
+        if self.pool == "lse":
+            m = torch.logsumexp(e, dim=1, keepdim=True) - math.log(e.shape[1])
+        else:
+            m = e.mean(dim=1, keepdim=True)
         return torch.cat([-0.5 * m, 0.5 * m], dim=1)

@@ -81,6 +81,7 @@ class ClassifierTrainingConfig:
     crop_size: int = 32
     crop_shift: int = 4
     crop_pairs: int = 8
+    pool: str = "mean"
 
     def __post_init__(self) -> None:
         # JSON (bundle configs) gives lists; the stored form is tuples
@@ -137,7 +138,7 @@ def build_classifier(cfg: ClassifierTrainingConfig) -> torch.nn.Module:
     if cfg.architecture == "detector":
         from medattr.models.networks import LesionDetector3D
 
-        return LesionDetector3D(1, cfg.channels, cfg.strides)
+        return LesionDetector3D(1, cfg.channels, cfg.strides, pool=cfg.pool)
     if cfg.architecture == "classifier":
         from monai.networks.nets import Classifier
 
