@@ -46,6 +46,7 @@ BASELINE_STATS = (
     ("twin_error_outside", "|x' - twin| outside"),
     ("mask_dice", "mask Dice"),
     ("mask_detected", "mask finds lesion"),
+    ("guided", "mask grown by classifier"),
     ("seconds", "seconds / study"),
 )
 """Per-baseline diagnostics reported for lesion studies (key, label)."""
@@ -348,6 +349,9 @@ def summarise(
         ),
         "verdicts": {m: verdicts(table, cells, m, n_boot, seed) for m in present if m != "eg"},
         "local": _local(table, cells, n_boot, seed),
+        "local_guided": _local(
+            table, cells, n_boot, seed, name=GUIDED_BASELINE, rivals=(LOCAL_BASELINE,)
+        ),
     }
 
 
@@ -355,6 +359,9 @@ LOCAL_BASELINE = "inpaint"
 """The local counterfactual measured against the issue's bar (mask, healthy infill, stitch)."""
 ABLATIONS = ("inpaint-mask-blur", "inpaint-mask-vae")
 """The same mask filled otherwise: how much comes from the mask and how much from the infill."""
+GUIDED_BASELINE = "inpaint-guided"
+"""The local counterfactual whose mask the classifier grows (reported apart, against the same
+bars and against :data:`LOCAL_BASELINE`)."""
 
 
 def _local(
@@ -362,19 +369,22 @@ def _local(
     cells: dict[tuple[str, str, str], dict[str, Any]],
     n_boot: int,
     seed: int,
+    name: str = LOCAL_BASELINE,
+    rivals: Sequence[str] = (*ABLATIONS, "vae-guided"),
 ) -> dict[str, Any]:
-    """IG: the local counterfactual against the best classic per metric, its ablations against
-    it on relevance mass, and the current default (``vae-guided``) against it."""
-    if ("ig", LOCAL_BASELINE, "mass") not in cells:
+    """IG: the local counterfactual ``name`` against the best classic per metric, and each of
+    ``rivals`` (its ablations and the former default ``vae-guided``, or for the guided one the
+    mask-only ``inpaint``) against it on relevance mass."""
+    if ("ig", name, "mass") not in cells:
         return {}
     mass = next(m for m in METRICS if m.key == "mass")
-    rivals = {}
-    for other in (*ABLATIONS, "vae-guided"):
+    against = {}
+    for other in rivals:
         if ("ig", other, "mass") in table:
-            rivals[other] = {
+            against[other] = {
                 "mean": cells[("ig", other, "mass")]["mean"],
                 **compare(
-                    table[("ig", LOCAL_BASELINE, "mass")],
+                    table[("ig", name, "mass")],
                     table[("ig", other, "mass")],
                     mass,
                     n_boot,
@@ -382,9 +392,9 @@ def _local(
                 ),
             }
     return {
-        "baseline": LOCAL_BASELINE,
-        "verdicts": verdicts(table, cells, "ig", n_boot, seed, candidates=(LOCAL_BASELINE,)),
-        "against": rivals,
+        "baseline": name,
+        "verdicts": verdicts(table, cells, "ig", n_boot, seed, candidates=(name,)),
+        "against": against,
     }
 
 

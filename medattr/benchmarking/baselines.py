@@ -318,7 +318,7 @@ def baseline_diagnostics(
     }
     if "steps" in gen.info:
         row["steps"] = gen.info["steps"]
-    for key in ("anomaly_mask_empty", "mask_dice", "mask_detected"):
+    for key in ("anomaly_mask_empty", "mask_dice", "mask_detected", "guided"):
         if key in gen.info:
             row[key] = gen.info[key]
     return row

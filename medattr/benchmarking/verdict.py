@@ -128,12 +128,14 @@ def _bar(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**meets**" if ok else "**misses**")
 
 
-def local_lines(summary: dict[str, Any]) -> list[str]:
+def local_lines(summary: dict[str, Any], key: str = "local") -> list[str]:
     """The local counterfactual (anomaly mask + healthy infill) against the bar it was built
-    to clear, its ablations, and whether it should be the default; IG only."""
-    local = summary.get("local") or {}
+    to clear, its ablations, and whether it should be the default; IG only. ``key``
+    ``"local_guided"``: the same for the classifier-guided mask, against the mask-only one."""
+    local = summary.get(key) or {}
     if not local:
         return []
+    guided = key == "local_guided"
     name = local["baseline"]
     by = {v["metric"]: v for v in local["verdicts"]}
     stats = (summary.get("baselines") or {}).get(name, {})
@@ -200,9 +202,14 @@ def local_lines(summary: dict[str, Any]) -> list[str]:
     met = sum(ok is True for _, ok in rows)
     judged = sum(ok is not None for _, ok in rows)
     dice, found = _mean(stats, "mask_dice"), _mean(stats, "mask_detected")
+    what = (
+        "(the anomaly mask grown by the classifier until the infill is called healthy, healthy "
+        "inpainter infill, every other voxel kept)"
+        if guided
+        else "(anomaly mask, healthy inpainter infill, every other voxel kept)"
+    )
     lines = [
-        f"The local counterfactual `{name}` (anomaly mask, healthy inpainter infill, every "
-        f"other voxel kept) **meets {met} of the {judged} "
+        f"The local counterfactual `{name}` {what} **meets {met} of the {judged} "
         "bars** it was built for (IG, lesion studies unless stated):",
         "",
         *(f"- {text} → {_bar(ok)}" for text, ok in rows),
@@ -213,6 +220,21 @@ def local_lines(summary: dict[str, Any]) -> list[str]:
         "relevance mass, rank and pointing game.",
     ]
     against = local.get("against") or {}
+    if guided:
+        share = _mean(stats, "guided")
+        if math.isfinite(share):
+            lines.append(
+                f"The classifier grew the mask in {100 * share:.0f} % of lesion studies; a "
+                "mask that depends on the model being explained is reported apart."
+            )
+        for b, a in against.items():
+            lines += [
+                "",
+                f"Against the mask-only `{b}` ({a['mean']:.3f}) on relevance mass the guided "
+                f"mask is **{a['verdict']}** (gain {a['gain']:+.3f} [{a['lo']:+.3f}, "
+                f"{a['hi']:+.3f}]).",
+            ]
+        return lines
     abl = [b for b in against if b != "vae-guided"]
     if abl:
         lines += [
@@ -285,4 +307,12 @@ def verdict_lines(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     local = local_lines(summary)
     if local:
         lines += ["", "### The local counterfactual", "", *local]
+    guided = local_lines(summary, "local_guided")
+    if guided:
+        lines += [
+            "",
+            "### The classifier-guided local counterfactual (reported apart)",
+            "",
+            *guided,
+        ]
     return lines

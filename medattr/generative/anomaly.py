@@ -44,6 +44,7 @@ __all__ = [
     "anomaly_score",
     "block_pattern",
     "calibrate_anomaly",
+    "candidate_components",
     "component_stats",
     "residual_map",
 ]
@@ -373,6 +374,28 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np.
         return mask
     d = ndimage.distance_transform_edt(~mask, sampling=[float(s) for s in spacing])
     return d <= radius_mm + 1e-6
+
+
+def candidate_components(
+    score: np.ndarray,
+    threshold: float,
+    spacing: Sequence[float],
+    settings: AnomalySettings,
+) -> list[tuple[float, np.ndarray]]:
+    """The components an anomaly mask would keep from ``score`` ``(I, J, K)`` at ``threshold``,
+    one by one: each cut at ``settings.edge_fraction`` of its own peak, at least
+    ``settings.min_volume_mm3``, holes filled, dilated by ``settings.dilation_mm``; returned as
+    ``(peak score, bool mask)``, strongest first (for growing a mask one component at a time).
+    """
+    sp = tuple(float(s) for s in spacing)
+    min_vox = settings.min_volume_mm3 / float(np.prod(sp))
+    core = _core(np.asarray(score, np.float64), threshold, min_vox, settings.edge_fraction)
+    lab, n = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    peaks = np.asarray(ndimage.maximum(score, lab, index=np.arange(1, n + 1)), np.float64)
+    order = np.argsort(-peaks, kind="stable")
+    return [(float(peaks[k]), _dilate(lab == k + 1, settings.dilation_mm, sp)) for k in order]
 
 
 class AnomalyMasker:

@@ -235,6 +235,61 @@ def test_the_local_counterfactual_is_measured_against_its_bar() -> None:
     assert "`inpaint` wins (the rule for replacing the default)" in text
 
 
+def test_the_guided_local_counterfactual_is_reported_apart_against_the_mask_only_one() -> None:
+    """inpaint-guided finds all six lesions (the classifier grew two masks): it gets its own
+    section, the same bars, and a paired comparison with ``inpaint`` on relevance mass."""
+    rows = _local_rows()
+    for i, s in enumerate("abcdef"):
+        rows.append(
+            _row(
+                s,
+                "ig",
+                "inpaint-guided",
+                mass=0.9,
+                pointing=1.0,
+                completeness=0.01,
+                abs_attribution=2.0,
+            )
+        )
+        rows.append(
+            {
+                "kind": "baseline",
+                "study": s,
+                "label": 1,
+                "baseline": "inpaint-guided",
+                "distance_outside": 0.0,
+                "seconds": 0.6,
+                "mask_dice": 0.8,
+                "mask_detected": True,
+                "guided": i >= 4,
+            }
+        )
+    for h in ("h1", "h2"):
+        rows.append(
+            {
+                "kind": "baseline",
+                "study": h,
+                "label": 0,
+                "baseline": "inpaint-guided",
+                "anomaly_mask_empty": True,
+            }
+        )
+    s = summarise(rows, n_boot=500)
+    guided = s["local_guided"]
+    assert guided["baseline"] == "inpaint-guided" and set(guided["against"]) == {"inpaint"}
+    assert guided["against"]["inpaint"]["n"] == 6  # an undefined mass counts 0 here too
+    text = "\n".join(verdict_lines(s, {}))
+    section = text.split("### The classifier-guided local counterfactual (reported apart)")[1]
+    assert (
+        "relevance mass 0.900" in section
+        and "pointing game 1.00 (bar: ≥ 0.9) → **meets**" in section
+    )
+    assert "grew the mask in 33 % of lesion studies" in section
+    assert "healthy studies with an empty mask (x′ = x): 100 %" in section
+    # the mask-only section is unchanged by the guided rows
+    assert "pointing game 0.67 (bar: ≥ 0.9) → **misses**" in text.split("### The classifier")[0]
+
+
 def test_baselines_outside_the_built_in_order_are_listed_by_name() -> None:
     """The same rows give the same page: ties in the report order are broken by name, whatever
     the hash seed of the process."""

@@ -2,8 +2,10 @@
 on healthy scans only: the healthy-only VAE (:mod:`~medattr.baselines.counterfactual.vae`), the
 healthy inpainter filling an anomaly mask (:mod:`~medattr.baselines.counterfactual.inpaint`)
 and the residual VAE counterfactual with the residual kept outside that mask
-(:mod:`~medattr.baselines.counterfactual.masked_residual`)."""
+(:mod:`~medattr.baselines.counterfactual.masked_residual`), and that mask grown until the
+classifier calls the infill healthy (:mod:`~medattr.baselines.counterfactual.guided`)."""
 
+from medattr.baselines.counterfactual.guided import GuidedInpaintBaseline
 from medattr.baselines.counterfactual.inpaint import (
     ANOMALY_SETTINGS,
     DEFAULT_INPAINTER,
@@ -34,6 +36,7 @@ __all__ = [
     "INPAINTER",
     "INPAINT_FEATHER_MM",
     "VAE",
+    "GuidedInpaintBaseline",
     "InpaintCounterfactualBaseline",
     "MaskedBlurBaseline",
     "MaskedInfillBaseline",
