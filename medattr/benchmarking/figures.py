@@ -8,7 +8,7 @@ anterior at the top), through the slice where the lesion is largest.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,14 @@ def _save(fig: Any, path: Path, dpi: int = 110) -> None:
     _pyplot().close(fig)
 
 
+def metric_columns(cells: Iterable[tuple[str, str, str]]) -> list[str]:
+    """The x axis of a metric figure: each baseline of ``cells`` (``(method, baseline, metric)``
+    keys) once, in report order, Expected Gradients' healthy references last."""
+    present = {k[1] for k in cells}
+    names = ordered_baselines(sorted(b for b in present if b != EG_BASELINE))
+    return [*names, EG_BASELINE] if EG_BASELINE in present else names
+
+
 def metric_figure(summary: dict[str, Any], group: str, path: str | Path) -> Path | None:
     """Grouped bars (baselines on the x axis, one bar per method) with 95 % CI error bars for
     every metric of ``group`` (``"localisation"``, ``"faithfulness"`` or ``"robustness"``)."""
@@ -64,11 +72,7 @@ def metric_figure(summary: dict[str, Any], group: str, path: str | Path) -> Path
     if not metrics:
         return None
     plt = _pyplot()
-    columns = [
-        b
-        for b in (*ordered_baselines(k[1] for k in cells), EG_BASELINE)
-        if any(k[1] == b for k in cells)
-    ]
+    columns = metric_columns(cells)
     methods = ordered_methods(k[0] for k in cells)
     ncol = 2 if len(metrics) <= 4 else 3
     nrow = math.ceil(len(metrics) / ncol)

@@ -33,3 +33,19 @@ def test_the_interpretation_is_kept_when_the_page_is_regenerated(tmp_path: Path)
     assert kept_interpretation(page) == "The VAE wins because X."
     page.write_text(f"{INTERPRETATION_START}\n\n{INTERPRETATION_END}")
     assert "Not written yet" in kept_interpretation(page)
+
+
+def test_metric_figure_columns_list_each_baseline_once_with_the_references_last() -> None:
+    from medattr.benchmarking.config import EG_BASELINE
+    from medattr.benchmarking.figures import metric_columns
+
+    cells = [
+        ("eg", EG_BASELINE, "mass"),
+        ("ig", "zz-mine", "mass"),
+        ("ig", "inpaint", "mass"),
+        ("smoothgrad", "inpaint", "mass"),
+        ("ig", "blur", "pointing"),
+        ("ig", "aa-mine", "mass"),
+    ]
+    assert metric_columns(cells) == ["blur", "aa-mine", "inpaint", "zz-mine", EG_BASELINE]
+    assert metric_columns(cells[1:]) == ["blur", "aa-mine", "inpaint", "zz-mine"]
