@@ -95,7 +95,12 @@ class LesionDetector3D(torch.nn.Module):
         return self.head(self.features(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        e = self.evidence(x).flatten(1)
+        return self.pool_logits(self.evidence(x))
+
+    def pool_logits(self, evidence: Tensor) -> Tensor:
+        """The class logits ``(N, 2)`` of an evidence map (``forward`` is
+        ``pool_logits(evidence(x))``; training with a loss on the map itself uses both)."""
+        e = evidence.flatten(1)
         if self.pool == "lse":
             m = torch.logsumexp(e, dim=1, keepdim=True) - math.log(e.shape[1])
         else:
