@@ -275,6 +275,35 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
         assert 0 < b["distance_to_input"]["mean_abs"] < 0.005
 
 
+def test_guided_inpaint_baseline_end_to_end(tmp_path: Path) -> None:
+    """``--baseline inpaint-guided`` on the embedded lesion study: the shipped classifier still
+    calls every grown mask's infill diseased (p > 0.99 at each of the guide's steps, measured),
+    so the calibrated mask is kept, the steps say so, and the baseline is flagged."""
+    from medattr.synthetic.demo import demo_study_path
+
+    out = tmp_path / "out"
+    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv += ["--baseline", "inpaint-guided", "--steps", "4", "--guide-components", "3"]
+    assert _run(*argv) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    b = m["baseline"]
+    assert b["name"] == "inpaint-guided" and b["guide"] == {"factor": 0.5, "components": 3}
+    assert m["config"]["guide_components"] == 3 and m["config"]["guide_factor"] == 0.5
+    steps = b["steps"][0]
+    assert [s["step"] for s in steps[:2]] == ["threshold", "dilate"]
+    tried = [s for s in steps if s["step"].startswith("guide ")]
+    assert len(tried) == 3 and all(s["p_disease"] > 0.5 for s in tried)
+    assert tried[0]["voxels"] > steps[1]["voxels"]  # each try grows the mask
+    assert steps[-1] == {
+        "step": "guide",
+        "kept": "calibrated",
+        "reason": "no grown mask reached healthy",
+    }
+    assert b["guided"] == [False] and b["mask_voxels"] == [steps[1]["voxels"]]
+    assert b["still_diseased"] == [True] and any("inpaint-guided" in w for w in m["warnings"])
+    assert (out / m["outputs"]["anomaly_mask_nifti"]).exists()
+
+
 def _nothing_written(out: Path) -> bool:
     return not out.exists()
 

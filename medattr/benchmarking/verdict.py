@@ -223,10 +223,11 @@ def local_lines(summary: dict[str, Any], key: str = "local") -> list[str]:
     if guided:
         share = _mean(stats, "guided")
         if math.isfinite(share):
-            lines.append(
+            lines += [
+                "",
                 f"The classifier grew the mask in {100 * share:.0f} % of lesion studies; a "
-                "mask that depends on the model being explained is reported apart."
-            )
+                "mask that depends on the model being explained is reported apart.",
+            ]
         for b, a in against.items():
             lines += [
                 "",
