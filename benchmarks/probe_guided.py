@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": a.model,
         "lesion_seeds": [s.seed for s in studies if s.label],
         "healthy_seeds": [s.seed for s in studies if not s.label],
+        "called_healthy_threshold": 0.5,
         "rows": rows,
         "machine": f"{platform.machine()}, torch {torch.__version__}, 2 threads",
     }
