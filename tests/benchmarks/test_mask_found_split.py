@@ -22,7 +22,7 @@ def _rows() -> list[dict]:
                 "mask_detected": found,
                 "mask_dice": 0.8 if found else 0.0,
                 "healthy": found and study == "a",
-                "p_disease_input": 0.9,
+                "p_disease_input": 0.9 if found else 0.15,
                 "p_disease_baseline": 0.3 if found else 0.9,
                 "twin_error_lesion": 0.1 if found else 0.2,
             }
@@ -34,6 +34,7 @@ def _rows() -> list[dict]:
                 "label": 1,
                 "baseline": "oracle",
                 "distance_lesion": 0.3 if found else 0.2,
+                "p_disease_baseline": 0.5 if study == "b" else 0.1,
             }
         )
         rows.append(
@@ -67,3 +68,7 @@ def test_the_split_of_a_run(tmp_path: Path) -> None:
     assert found["relevance_mass"] == 0.9 and found["called_healthy"] == 0.5
     assert found["p_disease_baseline"] == 0.3 and found["lesion_contrast"] == 0.3
     assert missed["pointing_game"] == 0.0 and missed["twin_error_lesion"] == 0.2
+    # the classifier calls a and b diseased at p > 0.2, but b's twin too: only a could be healed
+    assert found["input_called_diseased"] == 2 and found["input_diseased_twin_healthy"] == 1
+    assert missed["input_called_diseased"] == 0 and missed["input_diseased_twin_healthy"] == 0
+    assert got["threshold"] == 0.2

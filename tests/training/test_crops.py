@@ -24,7 +24,7 @@ def test_lesion_voxels_are_where_the_pair_differs():
 
 
 def test_crops_hold_the_lesion_and_the_same_place_of_the_twin():
-    x, centres = _pairs()
+    x, _ = _pairs()
     vox = lesion_voxels(x[:3], x[3:])
     seen = []
 
