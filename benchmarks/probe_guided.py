@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lesion", type=int, default=40)
     p.add_argument("--healthy", type=int, default=20)
     p.add_argument("--factors", type=float, nargs="+", default=[0.5, 0.7])
+    p.add_argument(
+        "--min-drop",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the factor-0.5 guide with these guide_min_drop levels",
+    )
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -71,6 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {"inpaint": InpaintCounterfactualBaseline(**kw)}
     for f in a.factors:
         variants[f"inpaint-guided f={f}"] = GuidedInpaintBaseline(guide_factor=f, **kw)
+    for d in a.min_drop:
+        variants[f"inpaint-guided f=0.5 min_drop={d}"] = GuidedInpaintBaseline(
+            guide_factor=0.5, guide_min_drop=d, **kw
+        )
     rows: dict[str, dict] = {}
     for name, base in variants.items():
         found, dice, empty, healthy_called, secs, grown = [], [], [], [], [], []

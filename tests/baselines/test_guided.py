@@ -127,3 +127,39 @@ def test_the_guide_needs_the_classifier_and_valid_settings(inpainter: FlatHealth
     with pytest.raises(InputError, match="guide_components"):
         GuidedInpaintBaseline(inpainter, guide_components=0)
     assert BASELINES.get("inpaint-guided") is GuidedInpaintBaseline
+
+
+class BiasedLesionLogit(torch.nn.Module):
+    """A central-block logit with a bias: nothing, not even a perfect infill, is called healthy
+    (disease log-odds 2 s: about 6 for healthy tissue, 9 with the lesion)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = 20.0 * (x[:, :, 8:16, 6:14, 9:17].mean(dim=(1, 2, 3, 4)) - 0.55) + 4.0
+        return torch.stack([-s, s], dim=1)
+
+
+def test_with_a_minimum_drop_the_mask_keeps_the_components_that_carry_the_evidence(
+    inpainter: FlatHealthy, faint: tuple[torch.Tensor, torch.Tensor, float]
+) -> None:
+    x, lesion, level = faint
+    # a second, weaker anomaly far from the classifier's block: it carries no evidence
+    x = x + 0.25 * _ball(3, (19, 19, 4))
+    ctx = BaselineContext(spacing=SP, forward_func=BiasedLesionLogit())
+    kw = {"anomaly_threshold": level, "guide_factor": 0.4}
+    plain = GuidedInpaintBaseline(inpainter, **kw).generate(x, ctx)
+    assert plain.info["mask_empty"] == [True] and plain.info["guided"] == [False]
+    res = GuidedInpaintBaseline(inpainter, guide_min_drop=1.0, **kw).generate(x, ctx)
+    mask = res.masks["anomaly_mask"]
+    tried = [s for s in res.info["steps"][0] if s["step"].startswith("guide ")]
+    assert len(tried) >= 2  # the lesion and the other anomaly were both tried
+    kept = [s for s in tried if s.get("accepted")]
+    assert kept and all(s["logit_drop"] >= 1.0 for s in kept)
+    assert all(s["logit_drop"] < 1.0 for s in tried if not s.get("accepted"))
+    assert bool(mask[lesion].all()) and not bool(mask[_ball(3, (19, 19, 4))].any())
+    assert int(mask.sum()) == kept[-1]["voxels"]
+    assert res.info["guided"] == [True] and res.info["still_diseased"] == [True]
+    assert res.info["steps"][0][-1]["reason"] == "evidence removed, still diseased"
+    _, support = feather_mask(mask, 4.5, SP)
+    assert torch.equal(res.baselines[~support], x[~support])
+    with pytest.raises(InputError, match="guide_min_drop"):
+        GuidedInpaintBaseline(inpainter, guide_min_drop=0.0)

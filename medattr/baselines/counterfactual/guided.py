@@ -15,6 +15,15 @@ classifier's decision; here the search is a short sequence rather than an optimi
 3. the first mask whose infilled counterfactual the classifier calls healthy is kept. If none
    does, the calibrated mask is kept and the baseline is flagged ``still_diseased``.
 
+With ``guide_min_drop`` set (off by default) the growth no longer needs the classifier to be
+satisfied: a candidate component is kept when infilling it lowers the classifier's disease
+log-odds by at least that much (relative to the mask so far), and dropped otherwise, so the
+mask gathers exactly the components that carry the classifier's evidence, even when this
+classifier cannot call any infill healthy (it calls a third of the true healthy twins
+diseased). A mask grown that way is kept and flagged ``still_diseased`` if the classifier is
+still not satisfied. The drop should be calibrated on healthy studies for each classifier
+(``benchmarks/calibrate_guide_drop.py``): a level that healthy tissue's components rarely reach.
+
 An input the classifier calls healthy keeps the calibrated mask, so a healthy study the
 classifier gets right is treated exactly as by ``inpaint``. Because the classifier decides how
 far the mask grows, this baseline is reported apart from the mask-only ones: its mask is no
@@ -25,6 +34,7 @@ feathered edge) is still exactly the input's.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -40,7 +50,7 @@ from medattr.baselines.counterfactual.vae import _disease_probability
 from medattr.errors import InputError
 from medattr.registry import Setting
 
-__all__ = ["GUIDE_COMPONENTS", "GUIDE_FACTOR", "GuidedInpaintBaseline"]
+__all__ = ["GUIDE_COMPONENTS", "GUIDE_FACTOR", "GUIDE_MIN_DROP", "GuidedInpaintBaseline"]
 
 log = logging.getLogger("medattr.baselines")
 
@@ -61,6 +71,17 @@ GUIDE_COMPONENTS = Setting(
     type=int,
     minimum=1,
 )
+GUIDE_MIN_DROP = Setting(
+    "guide_min_drop",
+    None,
+    "inpaint-guided: keep a candidate component when its infill lowers the disease log-odds by "
+    "at least this much, even if the classifier never calls the infill healthy (default: grow "
+    "only until it does)",
+    type=float,
+    minimum=0.0,
+    exclusive_minimum=True,
+    optional=True,
+)
 
 
 @register("inpaint-guided")
@@ -76,6 +97,9 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         Fraction of the calibrated anomaly threshold at which candidate components are found.
     guide_components
         Most candidate components tried.
+    guide_min_drop
+        Keep each candidate whose infill lowers the disease log-odds by at least this much
+        (``None``: grow until the classifier calls the infill healthy).
     **settings
         The other settings of :class:`~medattr.baselines.counterfactual.inpaint.
         MaskedInfillBaseline` (``threshold`` is also the "called healthy" criterion here).
@@ -89,6 +113,7 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         *InpaintCounterfactualBaseline.settings,
         GUIDE_FACTOR,
         GUIDE_COMPONENTS,
+        GUIDE_MIN_DROP,
     )
 
     def __init__(
@@ -96,20 +121,28 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         inpainter: Any = DEFAULT_INPAINTER,
         guide_factor: float = 0.5,
         guide_components: int = 6,
+        guide_min_drop: float | None = None,
         **settings: Any,
     ) -> None:
         if not 0.0 < guide_factor <= 1.0:
             raise InputError(f"guide_factor must be in (0, 1], got {guide_factor}")
         if int(guide_components) < 1:
             raise InputError(f"guide_components must be >= 1, got {guide_components}")
+        if guide_min_drop is not None and not float(guide_min_drop) > 0:
+            raise InputError(f"guide_min_drop must be > 0, got {guide_min_drop}")
         super().__init__(inpainter, **settings)
+        self.guide_min_drop = None if guide_min_drop is None else float(guide_min_drop)
         self.guide_factor = float(guide_factor)
         self.guide_components = int(guide_components)
 
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "guide": {"factor": self.guide_factor, "components": self.guide_components},
+            "guide": {
+                "factor": self.guide_factor,
+                "components": self.guide_components,
+                "min_drop": self.guide_min_drop,
+            },
         }
 
     def generate(self, inputs: Tensor, context: BaselineContext | None = None) -> BaselineResult:
@@ -147,14 +180,16 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         p_x = self._p(f, x)
         if p_x <= self.threshold:
             return base, [{"step": "guide", "p_disease_input": p_x, "kept": "calibrated"}]
+        p_now = p_x  # the disease probability of the mask so far (empty: the input's)
         if base.any():
-            p = self._p(
+            p_now = self._p(
                 f, self.from_masks(x, torch.from_numpy(base)[None, None], None, spacing).baselines
             )
-            if p <= self.threshold:
-                return base, [{"step": "guide", "p_disease": p, "kept": "calibrated"}]
+            if p_now <= self.threshold:
+                return base, [{"step": "guide", "p_disease": p_now, "kept": "calibrated"}]
         level = self.guide_factor * self.masker.threshold
         grown = base.copy()
+        drop_rule = self.guide_min_drop is not None
         steps: list[dict[str, Any]] = []
         tried = 0
         for peak, comp in candidate_components(
@@ -165,21 +200,38 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
             if not (comp & ~grown).any():
                 continue  # already inside the mask
             tried += 1
-            grown |= comp
-            cf = self.from_masks(x, torch.from_numpy(grown)[None, None], None, spacing).baselines
+            trial = grown | comp
+            cf = self.from_masks(x, torch.from_numpy(trial)[None, None], None, spacing).baselines
             p = self._p(f, cf)
-            steps.append(
-                {
-                    "step": f"guide {tried}",
-                    "peak": round(peak, 4),
-                    "voxels": int(grown.sum()),
-                    "p_disease": round(p, 6),
-                }
-            )
+            step: dict[str, Any] = {
+                "step": f"guide {tried}",
+                "peak": round(peak, 4),
+                "voxels": int(trial.sum()),
+                "p_disease": round(p, 6),
+            }
+            steps.append(step)
+            if drop_rule:
+                drop = _logit(p_now) - _logit(p)
+                step["logit_drop"] = round(drop, 4)
+                if drop < float(self.guide_min_drop or 0.0):
+                    continue  # no evidence of the classifier's in this component: left out
+                step["accepted"] = True
+                p_now = p
+            grown = trial
             if p <= self.threshold:
-                steps[-1]["kept"] = "grown"
+                step["kept"] = "grown"
                 return grown, steps
+        if drop_rule and (grown != base).any():
+            steps.append(
+                {"step": "guide", "kept": "grown", "reason": "evidence removed, still diseased"}
+            )
+            return grown, steps
         steps.append(
             {"step": "guide", "kept": "calibrated", "reason": "no grown mask reached healthy"}
         )
         return base, steps
+
+
+def _logit(p: float, eps: float = 1e-6) -> float:
+    q = min(max(p, eps), 1.0 - eps)
+    return math.log(q / (1.0 - q))
