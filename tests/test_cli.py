@@ -275,25 +275,36 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
         assert 0 < b["distance_to_input"]["mean_abs"] < 0.005
 
 
-def test_guided_inpaint_baseline_end_to_end(tmp_path: Path) -> None:
-    """``--baseline inpaint-guided`` on the embedded lesion study: the shipped classifier still
-    calls every grown mask's infill diseased (p > 0.99 at each of the guide's steps, measured),
-    so the calibrated mask is kept, the steps say so, and the baseline is flagged."""
+@pytest.mark.parametrize("min_drop", [None, "0"])
+def test_guided_inpaint_baseline_end_to_end(min_drop: str | None, tmp_path: Path) -> None:
+    """``--baseline inpaint-guided`` on the embedded lesion study. By default the shipped
+    classifier's calibrated ``guide_min_drop`` (0.7839) applies: no candidate's infill lowers
+    its disease log-odds that much here (measured: each raises it), so none is kept. With
+    ``--guide-min-drop 0`` the mask grows until the classifier calls the infill healthy, which
+    it never does here (p > 0.99 at each step). Either way the calibrated mask is kept, the
+    steps say so, and the baseline is flagged."""
     from medattr.synthetic.demo import demo_study_path
 
     out = tmp_path / "out"
     argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
     argv += ["--baseline", "inpaint-guided", "--steps", "4", "--guide-components", "3"]
+    argv += ["--guide-min-drop", min_drop] if min_drop else []
     assert _run(*argv) == 0
     m = json.loads((out / "manifest.json").read_text())
     b = m["baseline"]
-    assert b["name"] == "inpaint-guided" and b["guide"] == {"factor": 0.5, "components": 3}
+    expected = {"factor": 0.5, "components": 3, "min_drop": None if min_drop else 0.7839}
+    assert b["name"] == "inpaint-guided" and b["guide"] == expected
     assert m["config"]["guide_components"] == 3 and m["config"]["guide_factor"] == 0.5
     steps = b["steps"][0]
     assert [s["step"] for s in steps[:2]] == ["threshold", "dilate"]
     tried = [s for s in steps if s["step"].startswith("guide ")]
     assert len(tried) == 3 and all(s["p_disease"] > 0.5 for s in tried)
-    assert tried[0]["voxels"] > steps[1]["voxels"]  # each try grows the mask
+    assert tried[0]["voxels"] > steps[1]["voxels"]  # a try adds to the calibrated mask
+    if min_drop:
+        assert all("logit_drop" not in s for s in tried)
+        assert tried[0]["voxels"] < tried[1]["voxels"] < tried[2]["voxels"]  # cumulative
+    else:
+        assert all(s["logit_drop"] < 0.7839 and not s.get("accepted") for s in tried)
     assert steps[-1] == {
         "step": "guide",
         "kept": "calibrated",

@@ -154,7 +154,7 @@ def local_lines(summary: dict[str, Any], key: str = "local") -> list[str]:
             (
                 f"relevance mass {m['vae_mean']:.3f} against {m['classic_mean']:.3f} for the best "
                 f"classic (`{m['classic']}`) and {m['oracle_mean']:.3f} for the oracle: "
-                f"{100 * gap:.0f} % of the gap closed, paired gain {m['gain']:+.3f} "
+                f"{100 * gap:.1f} % of the gap closed, paired gain {m['gain']:+.3f} "
                 f"[{m['lo']:+.3f}, {m['hi']:+.3f}] (bar: ≥ 50 % with the CI above zero)",
                 ok,
             )
@@ -203,7 +203,7 @@ def local_lines(summary: dict[str, Any], key: str = "local") -> list[str]:
     judged = sum(ok is not None for _, ok in rows)
     dice, found = _mean(stats, "mask_dice"), _mean(stats, "mask_detected")
     what = (
-        "(the anomaly mask grown by the classifier until the infill is called healthy, healthy "
+        "(the anomaly mask grown by components that carry the classifier's evidence, healthy "
         "inpainter infill, every other voxel kept)"
         if guided
         else "(anomaly mask, healthy inpainter infill, every other voxel kept)"

@@ -162,4 +162,21 @@ def test_with_a_minimum_drop_the_mask_keeps_the_components_that_carry_the_eviden
     _, support = feather_mask(mask, 4.5, SP)
     assert torch.equal(res.baselines[~support], x[~support])
     with pytest.raises(InputError, match="guide_min_drop"):
-        GuidedInpaintBaseline(inpainter, guide_min_drop=0.0)
+        GuidedInpaintBaseline(inpainter, guide_min_drop=-1.0)
+    assert GuidedInpaintBaseline(inpainter, guide_min_drop=0.0).guide_min_drop is None  # off
+
+
+def test_the_minimum_drop_defaults_to_the_level_calibrated_for_the_model() -> None:
+    from types import SimpleNamespace
+
+    from medattr._baseline import BaselineSetup
+    from medattr.baselines.counterfactual.guided import PAIRED_GUIDE_MIN_DROP, paired_guide_min_drop
+
+    def setup(name: str, extra: dict | None = None) -> BaselineSetup:
+        return BaselineSetup(model=SimpleNamespace(spec=SimpleNamespace(name=name, extra=extra)))
+
+    shipped = "medattr-mni-lesion-classifier"
+    assert paired_guide_min_drop(setup(shipped)) == PAIRED_GUIDE_MIN_DROP[shipped]
+    assert paired_guide_min_drop(setup(shipped, {"guide_min_drop": 1.5})) == 1.5  # its own
+    assert paired_guide_min_drop(setup("someone-elses-model")) is None
+    assert paired_guide_min_drop(BaselineSetup()) is None

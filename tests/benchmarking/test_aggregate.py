@@ -228,7 +228,7 @@ def test_the_local_counterfactual_is_measured_against_its_bar() -> None:
     assert local["against"]["inpaint-mask-blur"]["n"] == 4  # paired where both are defined
     text = "\n".join(verdict_lines(s, {}))
     assert "### The local counterfactual" in text
-    assert "relevance mass 0.600" in text and "58 % of the gap closed" in text
+    assert "relevance mass 0.600" in text and "57.9 % of the gap closed" in text
     assert "pointing game 0.67 (bar: ≥ 0.9) → **misses**" in text
     assert "healthy studies with an empty mask (x′ = x): 50 % (bar: ≥ 90 %) → **misses**" in text
     assert "0.20 s per study" in text and "finds the lesion in 67 %" in text

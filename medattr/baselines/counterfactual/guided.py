@@ -15,7 +15,8 @@ classifier's decision; here the search is a short sequence rather than an optimi
 3. the first mask whose infilled counterfactual the classifier calls healthy is kept. If none
    does, the calibrated mask is kept and the baseline is flagged ``still_diseased``.
 
-With ``guide_min_drop`` set (off by default) the growth no longer needs the classifier to be
+With ``guide_min_drop`` set (from settings, the level calibrated for the model: on for the
+shipped brain classifier; 0 turns it off) the growth no longer needs the classifier to be
 satisfied: a candidate component is kept when infilling it lowers the classifier's disease
 log-odds by at least that much (relative to the mask so far), and dropped otherwise, so the
 mask gathers exactly the components that carry the classifier's evidence, even when this
@@ -35,14 +36,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from medattr._baseline import BaselineContext, BaselineResult
+from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
 from medattr.baselines._registry import register
 from medattr.baselines.counterfactual._masking import DEFAULT_INPAINTER
 from medattr.baselines.counterfactual.inpaint import InpaintCounterfactualBaseline
@@ -50,7 +51,14 @@ from medattr.baselines.counterfactual.vae import _disease_probability
 from medattr.errors import InputError
 from medattr.registry import Setting
 
-__all__ = ["GUIDE_COMPONENTS", "GUIDE_FACTOR", "GUIDE_MIN_DROP", "GuidedInpaintBaseline"]
+__all__ = [
+    "GUIDE_COMPONENTS",
+    "GUIDE_FACTOR",
+    "GUIDE_MIN_DROP",
+    "PAIRED_GUIDE_MIN_DROP",
+    "GuidedInpaintBaseline",
+    "paired_guide_min_drop",
+]
 
 log = logging.getLogger("medattr.baselines")
 
@@ -75,13 +83,28 @@ GUIDE_MIN_DROP = Setting(
     "guide_min_drop",
     None,
     "inpaint-guided: keep a candidate component when its infill lowers the disease log-odds by "
-    "at least this much, even if the classifier never calls the infill healthy (default: grow "
-    "only until it does)",
+    "at least this much, even if the classifier never calls the infill healthy; 0 turns it off "
+    "(grow only until the classifier calls the infill healthy); default: the level calibrated "
+    "for the model (0.784 for builtin:mni), else off",
     type=float,
     minimum=0.0,
-    exclusive_minimum=True,
     optional=True,
 )
+
+PAIRED_GUIDE_MIN_DROP = {"medattr-mni-lesion-classifier": 0.7839}
+"""``guide_min_drop`` by model name, calibrated on healthy studies only
+(``benchmarks/calibrate_guide_drop.py``: the 95th percentile over 40 healthy brains of the largest
+log-odds drop a candidate component's infill gives); a model may name its own in
+``spec.extra["guide_min_drop"]``."""
+
+
+def paired_guide_min_drop(setup: BaselineSetup) -> float | None:
+    """The calibrated ``guide_min_drop`` for the model being explained (``None``: none known)."""
+    spec = getattr(setup.model, "spec", None)
+    value = (getattr(spec, "extra", None) or {}).get("guide_min_drop")
+    if value is None:
+        value = PAIRED_GUIDE_MIN_DROP.get(str(getattr(spec, "name", "") or ""))
+    return None if value is None else float(value)
 
 
 @register("inpaint-guided")
@@ -99,7 +122,9 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         Most candidate components tried.
     guide_min_drop
         Keep each candidate whose infill lowers the disease log-odds by at least this much
-        (``None``: grow until the classifier calls the infill healthy).
+        (``None`` or 0: grow until the classifier calls the infill healthy). From settings
+        (command line, bundle, benchmark) an unset value takes the model's calibrated level
+        (:func:`paired_guide_min_drop`).
     **settings
         The other settings of :class:`~medattr.baselines.counterfactual.inpaint.
         MaskedInfillBaseline` (``threshold`` is also the "called healthy" criterion here).
@@ -128,12 +153,19 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
             raise InputError(f"guide_factor must be in (0, 1], got {guide_factor}")
         if int(guide_components) < 1:
             raise InputError(f"guide_components must be >= 1, got {guide_components}")
-        if guide_min_drop is not None and not float(guide_min_drop) > 0:
-            raise InputError(f"guide_min_drop must be > 0, got {guide_min_drop}")
+        if guide_min_drop is not None and not float(guide_min_drop) >= 0:
+            raise InputError(f"guide_min_drop must be >= 0, got {guide_min_drop}")
         super().__init__(inpainter, **settings)
-        self.guide_min_drop = None if guide_min_drop is None else float(guide_min_drop)
+        self.guide_min_drop = float(guide_min_drop) if guide_min_drop else None
         self.guide_factor = float(guide_factor)
         self.guide_components = int(guide_components)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], setup: BaselineSetup) -> Baseline:
+        values = dict(settings)
+        if values.get("guide_min_drop") is None:
+            values["guide_min_drop"] = paired_guide_min_drop(setup)
+        return super().from_settings(values, setup)
 
     def describe(self) -> dict[str, Any]:
         return {
