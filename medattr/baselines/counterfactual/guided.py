@@ -258,9 +258,12 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
                 {"step": "guide", "kept": "grown", "reason": "evidence removed, still diseased"}
             )
             return grown, steps
-        steps.append(
-            {"step": "guide", "kept": "calibrated", "reason": "no grown mask reached healthy"}
+        reason = (
+            "no candidate lowered the disease log-odds enough"
+            if drop_rule
+            else "no grown mask reached healthy"
         )
+        steps.append({"step": "guide", "kept": "calibrated", "reason": reason})
         return base, steps
 
 
