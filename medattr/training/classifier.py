@@ -352,15 +352,20 @@ def train_classifier(
     history = []
     voxels = lesion_voxels(x["train"][:units], x["train"][units:]) if cfg.crop_epochs else []
 
+    def batch_loss(
+        xb: torch.Tensor, labels: torch.Tensor, lesion: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Cross-entropy of the study labels; with the pairs' ``lesion`` voxels (lesion studies
+        first, their twins after them) plus the weighted dense loss on the evidence map."""
+        if lesion is None:
+            return torch.nn.functional.cross_entropy(net(xb), labels.to(dev))
+        e = net.evidence(xb)
+        loss = torch.nn.functional.cross_entropy(net.pool_logits(e), labels.to(dev))
+        return loss + cfg.dense_weight * _dense_loss(e, lesion, cfg.dense_pos_weight)
+
     def crop_step(batch: torch.Tensor, labels: torch.Tensor) -> float:
         batch = batch.to(dev).contiguous(memory_format=torch.channels_last_3d)
-        if cfg.dense_weight:  # lesion crops first, their twins' crops after them
-            e = net.evidence(batch)
-            loss = torch.nn.functional.cross_entropy(net.pool_logits(e), labels.to(dev))
-            cells = _lesion_cells(batch)
-            loss = loss + cfg.dense_weight * _dense_loss(e, cells, cfg.dense_pos_weight)
-        else:
-            loss = torch.nn.functional.cross_entropy(net(batch), labels.to(dev))
+        loss = batch_loss(batch, labels, _lesion_cells(batch) if cfg.dense_weight else None)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -391,12 +396,7 @@ def train_classifier(
             xb = x["train"][idx].to(dev).contiguous(memory_format=torch.channels_last_3d)
             lesion_cells = _lesion_cells(xb) if cfg.dense_weight else None
             xb = xb * _jitter(cfg, len(idx), g).to(dev)
-            if lesion_cells is None:
-                loss = torch.nn.functional.cross_entropy(net(xb), yt[idx].to(dev))
-            else:
-                e = net.evidence(xb)
-                loss = torch.nn.functional.cross_entropy(net.pool_logits(e), yt[idx].to(dev))
-                loss = loss + cfg.dense_weight * _dense_loss(e, lesion_cells, cfg.dense_pos_weight)
+            loss = batch_loss(xb, yt[idx], lesion_cells)
             opt.zero_grad()
             loss.backward()
             opt.step()

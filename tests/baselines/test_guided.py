@@ -9,41 +9,9 @@ from medattr.baselines import BASELINES, BaselineContext
 from medattr.baselines.counterfactual.guided import GuidedInpaintBaseline
 from medattr.baselines.counterfactual.inpaint import InpaintCounterfactualBaseline, feather_mask
 from medattr.errors import InputError
-from medattr.generative import AnomalySettings, calibrate_anomaly
+from tests.baselines._standins import SHAPE, SP, FlatHealthy, LesionLogit, healthy
 
-SP = (3.0, 3.0, 3.0)
-SHAPE = (24, 24, 24)
 CENTRE = (12, 10, 13)
-
-
-class FlatHealthy:
-    """Stand-in inpainter: healthy tissue is 0.5 everywhere; carries its own calibration."""
-
-    def __init__(self) -> None:
-        self.calibration = calibrate_anomaly(
-            self, _healthy(100, 20), AnomalySettings(block_mm=(24.0,), shifts=1), SP
-        )
-
-    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x, 0.5)
-
-
-class CountingLesionLogit(torch.nn.Module):
-    """Disease logit = 40 * (mean over a central block - 0.55); counts its calls."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        s = 40.0 * (x[:, :, 8:16, 6:14, 9:17].mean(dim=(1, 2, 3, 4)) - 0.55)
-        return torch.stack([-s, s], dim=1)
-
-
-def _healthy(seed: int, n: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return 0.5 + 0.02 * torch.randn(n, 1, *SHAPE, generator=g)
 
 
 def _ball(radius: float, centre: tuple[int, int, int] = CENTRE) -> torch.Tensor:
@@ -60,7 +28,7 @@ def inpainter() -> FlatHealthy:
 def faint() -> tuple[torch.Tensor, torch.Tensor, float]:
     """A lesion study (x, lesion mask) and a threshold just above its anomaly peak, so that the
     calibrated mask misses it but half that threshold finds it."""
-    x = _healthy(7) + 0.3 * _ball(3)
+    x = healthy(7) + 0.3 * _ball(3)
     peak = float(
         InpaintCounterfactualBaseline(FlatHealthy()).masks(x, SP)[0].residual[_ball(3)[0, 0]].max()
     )
@@ -71,7 +39,7 @@ def test_the_guide_grows_a_missed_mask_until_the_classifier_calls_it_healthy(
     inpainter: FlatHealthy, faint: tuple[torch.Tensor, torch.Tensor, float]
 ) -> None:
     x, lesion, level = faint
-    f = CountingLesionLogit()
+    f = LesionLogit()
     ctx = BaselineContext(spacing=SP, forward_func=f)
     plain = InpaintCounterfactualBaseline(inpainter, anomaly_threshold=level).generate(x, ctx)
     assert plain.info["mask_empty"] == [True] and plain.info["still_diseased"] == [True]
@@ -91,8 +59,8 @@ def test_the_guide_grows_a_missed_mask_until_the_classifier_calls_it_healthy(
 def test_an_input_called_healthy_keeps_the_calibrated_mask_without_trying_infills(
     inpainter: FlatHealthy,
 ) -> None:
-    x = _healthy(8)
-    f = CountingLesionLogit()
+    x = healthy(8)
+    f = LesionLogit()
     res = GuidedInpaintBaseline(inpainter).generate(x, BaselineContext(spacing=SP, forward_func=f))
     assert res.info["mask_empty"] == [True] and res.info["guided"] == [False]
     assert torch.equal(res.baselines, x)
@@ -121,7 +89,7 @@ def test_when_no_grown_mask_reaches_healthy_the_calibrated_mask_is_kept_and_flag
 
 def test_the_guide_needs_the_classifier_and_valid_settings(inpainter: FlatHealthy) -> None:
     with pytest.raises(InputError, match="needs the classifier"):
-        GuidedInpaintBaseline(inpainter).generate(_healthy(1), BaselineContext(spacing=SP))
+        GuidedInpaintBaseline(inpainter).generate(healthy(1), BaselineContext(spacing=SP))
     with pytest.raises(InputError, match="guide_factor"):
         GuidedInpaintBaseline(inpainter, guide_factor=1.5)
     with pytest.raises(InputError, match="guide_components"):

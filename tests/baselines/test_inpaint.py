@@ -18,22 +18,7 @@ from medattr.baselines.counterfactual.inpaint import (
     feather_mask,
 )
 from medattr.errors import InputError
-from medattr.generative import AnomalySettings, calibrate_anomaly
-
-SP = (3.0, 3.0, 3.0)
-SHAPE = (24, 24, 24)
-
-
-class FlatHealthy:
-    """Stand-in inpainter: healthy tissue is 0.5 everywhere; carries its own calibration."""
-
-    def __init__(self) -> None:
-        self.calibration = calibrate_anomaly(
-            self, _healthy(100, 20), AnomalySettings(block_mm=(24.0,), shifts=1), SP
-        )
-
-    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x, 0.5)
+from tests.baselines._standins import SHAPE, SP, FlatHealthy, LesionLogit, healthy
 
 
 class MeanVAE:
@@ -47,19 +32,6 @@ class MeanVAE:
         return z[:, :, None, None, None].expand(-1, 1, *SHAPE)
 
 
-class LesionLogit(torch.nn.Module):
-    """Disease logit = 40 * (mean over the central block - 0.55)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = 40.0 * (x[:, :, 8:16, 6:14, 9:17].mean(dim=(1, 2, 3, 4)) - 0.55)
-        return torch.stack([-s, s], dim=1)
-
-
-def _healthy(seed: int, n: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return 0.5 + 0.02 * torch.randn(n, 1, *SHAPE, generator=g)
-
-
 @pytest.fixture(scope="module")
 def inpainter() -> FlatHealthy:
     return FlatHealthy()
@@ -68,7 +40,7 @@ def inpainter() -> FlatHealthy:
 @pytest.fixture
 def study() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A lesion study, its healthy twin and the lesion mask (batch of 1)."""
-    twin = _healthy(7)
+    twin = healthy(7)
     idx = torch.stack(torch.meshgrid(*[torch.arange(s) for s in SHAPE], indexing="ij"))
     ball = ((idx - torch.tensor([12, 10, 13]).view(3, 1, 1, 1)) ** 2).sum(0) <= 9
     return twin + 0.3 * ball[None, None], twin, ball[None, None]
@@ -106,7 +78,7 @@ def test_inpaint_baseline_removes_the_lesion_and_keeps_everything_else(
 
 
 def test_a_healthy_volume_gets_an_empty_mask_and_itself(inpainter: FlatHealthy) -> None:
-    x = _healthy(8)
+    x = healthy(8)
     res = InpaintCounterfactualBaseline(inpainter).generate(x, _ctx(LesionLogit()))
     assert res.info["mask_empty"] == [True]
     assert torch.equal(res.baselines, x)

@@ -13,7 +13,7 @@ from medattr.baselines.counterfactual import (
 )
 from medattr.baselines.counterfactual.inpaint import feather_mask
 from medattr.errors import InputError
-from tests.baselines.test_inpaint import SHAPE, SP, FlatHealthy, LesionLogit, _healthy
+from tests.baselines._standins import SHAPE, SP, FlatHealthy, LesionLogit, healthy
 
 
 class FlatVAE:
@@ -33,7 +33,7 @@ def inpainter() -> FlatHealthy:
 
 
 def _study() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    twin = _healthy(7)
+    twin = healthy(7)
     idx = torch.stack(torch.meshgrid(*[torch.arange(s) for s in SHAPE], indexing="ij"))
     ball = ((idx - torch.tensor([12, 10, 13]).view(3, 1, 1, 1)) ** 2).sum(0) <= 9
     return twin + 0.3 * ball[None, None], twin, ball[None, None]
@@ -57,7 +57,7 @@ def test_the_residual_no_longer_puts_the_lesion_back(inpainter: FlatHealthy) -> 
 
 
 def test_an_empty_mask_leaves_a_healthy_input_as_it_is(inpainter: FlatHealthy) -> None:
-    x = _healthy(9)
+    x = healthy(9)
     ctx = BaselineContext(spacing=SP, forward_func=LesionLogit())
     res = VAEGuidedMaskedResidualBaseline(FlatVAE(), inpainter, max_steps=5).generate(x, ctx)
     assert res.info["mask_empty"] == [True] and res.info["steps"] == [0]
@@ -66,4 +66,4 @@ def test_an_empty_mask_leaves_a_healthy_input_as_it_is(inpainter: FlatHealthy) -
 
 def test_it_needs_the_classifier(inpainter: FlatHealthy) -> None:
     with pytest.raises(InputError, match="needs the classifier"):
-        VAEGuidedMaskedResidualBaseline(FlatVAE(), inpainter).generate(_healthy(0))
+        VAEGuidedMaskedResidualBaseline(FlatVAE(), inpainter).generate(healthy(0))

@@ -202,6 +202,10 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
         with torch.no_grad():
             return float(_disease_probability(f, x, self.disease_class)[0])
 
+    def _infill(self, x: Tensor, mask: np.ndarray, spacing: Sequence[float]) -> Tensor:
+        """The counterfactual of one volume for a bool ``mask`` ``(*spatial)``."""
+        return self.from_masks(x, torch.from_numpy(mask)[None, None], None, spacing).baselines
+
     def _guide(
         self, x: Tensor, found: Any, spacing: Sequence[float], f: Callable[..., Tensor]
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -214,9 +218,7 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
             return base, [{"step": "guide", "p_disease_input": p_x, "kept": "calibrated"}]
         p_now = p_x  # the disease probability of the mask so far (empty: the input's)
         if base.any():
-            p_now = self._p(
-                f, self.from_masks(x, torch.from_numpy(base)[None, None], None, spacing).baselines
-            )
+            p_now = self._p(f, self._infill(x, base, spacing))
             if p_now <= self.threshold:
                 return base, [{"step": "guide", "p_disease": p_now, "kept": "calibrated"}]
         level = self.guide_factor * self.masker.threshold
@@ -233,8 +235,7 @@ class GuidedInpaintBaseline(InpaintCounterfactualBaseline):
                 continue  # already inside the mask
             tried += 1
             trial = grown | comp
-            cf = self.from_masks(x, torch.from_numpy(trial)[None, None], None, spacing).baselines
-            p = self._p(f, cf)
+            p = self._p(f, self._infill(x, trial, spacing))
             step: dict[str, Any] = {
                 "step": f"guide {tried}",
                 "peak": round(peak, 4),
