@@ -316,6 +316,28 @@ def test_guided_inpaint_baseline_end_to_end(min_drop: str | None, tmp_path: Path
     assert (out / m["outputs"]["anomaly_mask_nifti"]).exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--guide-factor", "1.5", "must be <= 1.0"),
+        ("--guide-min-drop", "-1", "must be >= 0.0"),
+        ("--guide-components", "0", "must be >= 1"),
+    ],
+)
+def test_bad_guide_settings_exit_2_before_any_work(
+    flag: str, value: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medattr.synthetic.demo import demo_study_path
+
+    out = tmp_path / "out"
+    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv += ["--baseline", "inpaint-guided", flag, value]
+    assert _run(*argv) == 2
+    err = capsys.readouterr().err
+    assert flag in err and says in err
+    assert not out.exists()
+
+
 def _nothing_written(out: Path) -> bool:
     return not out.exists()
 
