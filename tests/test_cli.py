@@ -249,13 +249,8 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
     assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
     assert int(mask.sum()) == b["mask_voxels"][0]  # the demo's grid is the model's grid
     # the panel's second of five columns is the anomaly mask: a yellow contour where one was found
-    from PIL import Image
-
-    panel = np.asarray(Image.open(out / "demo_mni_panel.png").convert("RGB")).astype(int)
-    width = panel.shape[1]
-    column = panel[:, int(0.21 * width) : int(0.39 * width)]
-    yellow = (column[..., 0] > 200) & (column[..., 1] > 200) & (column[..., 2] < 90)
-    assert bool(yellow.sum() > 20) is (not b["mask_empty"][0]), int(yellow.sum())
+    yellow = _mask_contour_pixels(out / "demo_mni_panel.png")
+    assert bool(yellow > 20) is (not b["mask_empty"][0]), yellow
     if score == "inpainter":
         assert "anomaly_model" not in m["assets"]
         assert b["anomaly_mask"]["score"] == {"score": "inpainter-leave-block-out"}
@@ -273,6 +268,17 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
         # a local change: x' differs from x by little on average (the mask is ~0.2 % of the
         # volume; voxel-exactness outside it is tested on the baseline itself)
         assert 0 < b["distance_to_input"]["mean_abs"] < 0.005
+
+
+def _mask_contour_pixels(panel_path: Path) -> int:
+    """Yellow pixels in the second of a panel's five columns (the anomaly mask's contour)."""
+    from PIL import Image
+
+    panel = np.asarray(Image.open(panel_path).convert("RGB")).astype(int)
+    width = panel.shape[1]
+    column = panel[:, int(0.21 * width) : int(0.39 * width)]
+    yellow = (column[..., 0] > 200) & (column[..., 1] > 200) & (column[..., 2] < 90)
+    return int(yellow.sum())
 
 
 @pytest.mark.parametrize("min_drop", [None, "0"])
@@ -314,6 +320,7 @@ def test_guided_inpaint_baseline_end_to_end(min_drop: str | None, tmp_path: Path
     assert b["guided"] == [False] and b["mask_voxels"] == [steps[1]["voxels"]]
     assert b["still_diseased"] == [True] and any("inpaint-guided" in w for w in m["warnings"])
     assert (out / m["outputs"]["anomaly_mask_nifti"]).exists()
+    assert _mask_contour_pixels(out / "demo_mni_panel.png") > 20  # the kept mask, drawn
 
 
 @pytest.mark.parametrize(
