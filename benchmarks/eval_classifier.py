@@ -68,15 +68,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = ClassifierTrainingConfig(**t)
     seeds = cfg.split_seeds()["test"]
     labels = cfg.split_labels()["test"]
-    models = {
-        "this": main_model,
-        **{n: load_model(p) for n, p in (o.split("=", 1) for o in a.other)},
-    }
+    others = dict(o.split("=", 1) for o in a.other)
+    models = {"this": main_model, **{n: load_model(p) for n, p in others.items()}}
     out: dict[str, Any] = {
         "test_seeds": [seeds[0], seeds[-1]],
         "n_lesion": int(sum(labels)),
         "n_healthy": int(len(labels) - sum(labels)),
-        "models": {n: str(p) for n, p in [("this", a.model), *(o.split("=", 1) for o in a.other)]},
+        "models": {"this": a.model, **others},
         "splits": {},
     }
     base = {"shape": cfg.spatial_size, "spacing": cfg.pixdim}

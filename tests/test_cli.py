@@ -191,11 +191,10 @@ def test_each_counterfactual_baseline_end_to_end(baseline: str, tmp_path: Path) 
     embedded brain lesion study: f(x') and the distance to x reported, the VAE identified, and
     a counterfactual the classifier still calls diseased flagged with a warning."""
     from medattr.models import builtin_model_path, file_sha256
-    from medattr.synthetic.demo import demo_study_path
 
     vae = builtin_model_path("mni-vae")
     out = tmp_path / "out"
-    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv = _explain_brain_demo(out)
     argv += ["--baseline", baseline, "--vae", str(vae), "--steps", "8", "--device", "cpu"]
     assert _run(*argv) == 0
     m = json.loads((out / "manifest.json").read_text())
@@ -225,7 +224,7 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
     from medattr.synthetic.demo import demo_study_path
 
     out = tmp_path / "out"
-    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv = _explain_brain_demo(out)
     argv += ["--baseline", "inpaint", "--steps", "8", "--device", "cpu"]
     argv += ["--anomaly-model", score] if score else []
     assert _run(*argv) == 0
@@ -270,6 +269,14 @@ def test_inpaint_baseline_end_to_end(score: str | None, tmp_path: Path) -> None:
         assert 0 < b["distance_to_input"]["mean_abs"] < 0.005
 
 
+def _explain_brain_demo(out: Path) -> list[str]:
+    """``medattr explain`` of the embedded brain lesion study with the shipped brain
+    classifier, written to ``out`` (the caller adds the baseline and its settings)."""
+    from medattr.synthetic.demo import demo_study_path
+
+    return ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+
+
 def _mask_contour_pixels(panel_path: Path) -> int:
     """Yellow pixels in the second of a panel's five columns (the anomaly mask's contour)."""
     from PIL import Image
@@ -289,10 +296,8 @@ def test_guided_inpaint_baseline_end_to_end(min_drop: str | None, tmp_path: Path
     ``--guide-min-drop 0`` the mask grows until the classifier calls the infill healthy, which
     it never does here (p > 0.99 at each step). Either way the calibrated mask is kept, the
     steps say so, and the baseline is flagged."""
-    from medattr.synthetic.demo import demo_study_path
-
     out = tmp_path / "out"
-    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv = _explain_brain_demo(out)
     argv += ["--baseline", "inpaint-guided", "--steps", "4", "--guide-components", "3"]
     argv += ["--guide-min-drop", min_drop] if min_drop else []
     assert _run(*argv) == 0
@@ -334,10 +339,8 @@ def test_guided_inpaint_baseline_end_to_end(min_drop: str | None, tmp_path: Path
 def test_bad_guide_settings_exit_2_before_any_work(
     flag: str, value: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from medattr.synthetic.demo import demo_study_path
-
     out = tmp_path / "out"
-    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv = _explain_brain_demo(out)
     argv += ["--baseline", "inpaint-guided", flag, value]
     assert _run(*argv) == 2
     err = capsys.readouterr().err
@@ -353,13 +356,11 @@ def _nothing_written(out: Path) -> bool:
 def test_bad_anomaly_maps_exit_2_name_the_file_and_write_nothing(
     maps: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from medattr.synthetic.demo import demo_study_path
-
     path = tmp_path / "maps.npz"
     if maps == "not-maps":
         path.write_text("not a zip archive")
     out = tmp_path / "out"
-    argv = ["explain", str(demo_study_path("mni")), "--model", "builtin:mni", "--out", str(out)]
+    argv = _explain_brain_demo(out)
     argv += ["--baseline", "inpaint", "--anomaly-model", str(path), "--steps", "2"]
     assert _run(*argv) == 2
     err = capsys.readouterr().err

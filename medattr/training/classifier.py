@@ -235,7 +235,9 @@ _LESION_DIFF = 0.03
 
 def _lesion_cells(pairs: torch.Tensor) -> torch.Tensor:
     """``(2n, 1, *spatial)`` batch of n lesion studies followed by their twins -> the lesion
-    voxels of the first half, ``(n, 1, *spatial)`` float (before any intensity jitter)."""
+    voxels of the first half, ``(n, 1, *spatial)`` float. Whole-volume batches are passed
+    before the intensity jitter; crops after it, which scales both members of a pair alike
+    (``jitter="pair"``), so the difference is the lesion's, scaled by a few per cent."""
     n = len(pairs) // 2
     return ((pairs[:n] - pairs[n:]).abs() > _LESION_DIFF).float()
 

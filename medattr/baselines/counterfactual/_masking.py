@@ -37,6 +37,7 @@ __all__ = [
     "load_anomaly_model",
     "make_masker",
     "mask_report",
+    "paired_default",
 ]
 
 DEFAULT_INPAINTER = "builtin:mni-inpainter"
@@ -119,22 +120,31 @@ def inpainter_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str:
     ``paired_inpainter``, else the default for the model's name (:data:`PAIRED_INPAINTERS`)."""
     if settings.get("inpainter"):
         return str(settings["inpainter"])
-    spec = getattr(setup.model, "spec", None)
-    paired = PAIRED_INPAINTERS.get(str(getattr(spec, "name", "") or ""))
-    if paired and not (getattr(spec, "extra", None) or {}).get("paired_inpainter"):
-        return paired
+    paired = paired_default(setup, "paired_inpainter", PAIRED_INPAINTERS)
+    if paired:
+        return str(paired)
+    # neither: the error that says what to pass
     return paired_model_path(settings, setup, key="inpainter", extra="paired_inpainter")
+
+
+def paired_default(setup: BaselineSetup, extra: str, by_name: Mapping[str, Any]) -> Any:
+    """A default that goes with the explained model: what its spec names in
+    ``spec.extra[extra]``, else ``by_name``'s entry for the spec's name (for shipped models whose
+    weights predate the setting), else ``None``. A value of ``0`` counts as named."""
+    spec = getattr(setup.model, "spec", None)
+    value = (getattr(spec, "extra", None) or {}).get(extra)
+    if value is None or value == "":
+        value = by_name.get(str(getattr(spec, "name", "") or ""))
+    return value
 
 
 def anomaly_model_path(settings: Mapping[str, Any], setup: BaselineSetup) -> str | None:
     """The normative maps a masked baseline scores with (``None``: the inpainter's own score):
     the ``anomaly_model`` setting, else the model spec's ``paired_anomaly_model``, else the
     default for the model's name (:data:`PAIRED_ANOMALY_MODELS`)."""
-    value = settings.get("anomaly_model")
-    if not value:
-        spec = getattr(setup.model, "spec", None)
-        value = (getattr(spec, "extra", None) or {}).get("paired_anomaly_model")
-        value = value or PAIRED_ANOMALY_MODELS.get(str(getattr(spec, "name", "") or ""))
+    value = settings.get("anomaly_model") or paired_default(
+        setup, "paired_anomaly_model", PAIRED_ANOMALY_MODELS
+    )
     if not value or value == INPAINTER_SCORE:
         return None
     return str(value)

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from medattr._baseline import Baseline, BaselineContext, BaselineResult, BaselineSetup
 from medattr.baselines._registry import register
-from medattr.baselines.counterfactual._masking import DEFAULT_INPAINTER
+from medattr.baselines.counterfactual._masking import DEFAULT_INPAINTER, paired_default
 from medattr.baselines.counterfactual.inpaint import InpaintCounterfactualBaseline
 from medattr.baselines.counterfactual.vae import _disease_probability
 from medattr.errors import InputError
@@ -100,10 +100,7 @@ log-odds drop a candidate component's infill gives); a model may name its own in
 
 def paired_guide_min_drop(setup: BaselineSetup) -> float | None:
     """The calibrated ``guide_min_drop`` for the model being explained (``None``: none known)."""
-    spec = getattr(setup.model, "spec", None)
-    value = (getattr(spec, "extra", None) or {}).get("guide_min_drop")
-    if value is None:
-        value = PAIRED_GUIDE_MIN_DROP.get(str(getattr(spec, "name", "") or ""))
+    value = paired_default(setup, "guide_min_drop", PAIRED_GUIDE_MIN_DROP)
     return None if value is None else float(value)
 
 
